@@ -1,0 +1,112 @@
+"""Content-addressed store for model outputs and retrieval results.
+
+One SQLite file; each record is JSON metadata plus named NumPy arrays
+serialised with ``np.save`` and read back with ``allow_pickle=False``.
+Writes happen one batch per transaction, so a run killed at any instant
+keeps every batch it finished and nothing half-written.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from bench.models.outputs import canonical_json
+
+SCHEMA_VERSION = 1
+
+
+def content_key(kind: str, parts: Mapping) -> str:
+    """sha256 over the kind, the schema version and every determining input."""
+    payload = canonical_json({"kind": kind, "schema": SCHEMA_VERSION, "parts": parts})
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+@dataclass
+class Record:
+    """A cached value: JSON-able ``meta`` and named float/int ``arrays``."""
+
+    meta: dict
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _pack_arrays(arrays: Mapping[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    names = list(arrays)
+    header = json.dumps(names).encode()
+    buf.write(len(header).to_bytes(4, "little"))
+    buf.write(header)
+    for name in names:
+        arr = np.asarray(arrays[name])
+        if arr.dtype == object:
+            raise TypeError(f"array {name!r} has dtype object; refusing to pickle")
+        np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _unpack_arrays(blob: bytes) -> dict[str, np.ndarray]:
+    buf = io.BytesIO(blob)
+    size = int.from_bytes(buf.read(4), "little")
+    names = json.loads(buf.read(size))
+    return {name: np.load(buf, allow_pickle=False) for name in names}
+
+
+class Cache:
+    """Persistent key → :class:`Record` map with hit/miss counters.
+
+    Parameters
+    ----------
+    directory : path
+        Created if missing; holds ``arbench.sqlite``.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.path = self.directory / "arbench.sqlite"
+        self._db = sqlite3.connect(self.path, timeout=60)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, kind TEXT NOT NULL, "
+            "meta TEXT NOT NULL, arrays BLOB NOT NULL)")
+        self._db.commit()
+        self.hits = 0
+        self.misses = 0
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Record]:
+        """Records present for ``keys`` (absent keys are simply missing)."""
+        keys = list(dict.fromkeys(keys))
+        found: dict[str, Record] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, meta, blob in self._db.execute(
+                    f"SELECT key, meta, arrays FROM records WHERE key IN ({marks})", chunk):
+                found[key] = Record(json.loads(meta), _unpack_arrays(blob))
+        self.hits += len(found)
+        self.misses += len(keys) - len(found)
+        return found
+
+    def put_many(self, kind: str, records: Mapping[str, Record]) -> None:
+        """Insert all ``records`` atomically (one transaction)."""
+        rows = [(key, kind, canonical_json(r.meta), _pack_arrays(r.arrays))
+                for key, r in records.items()]
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO records (key, kind, meta, arrays) VALUES (?,?,?,?)", rows)
+
+    def count(self, kind: str | None = None) -> int:
+        if kind is None:
+            return self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+        return self._db.execute("SELECT COUNT(*) FROM records WHERE kind=?",
+                                (kind,)).fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()

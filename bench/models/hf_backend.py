@@ -1,0 +1,267 @@
+"""Batched greedy and sampled generation that records everything estimators need.
+
+A hand-written decode loop over the KV cache (rather than ``generate``) lets
+one pass keep, per step, reductions of the full next-token distribution
+(log-prob of the chosen token, entropy, mean log-prob, top-K alternatives,
+logsumexp of the raw logits) and the hidden states of chosen layers, without
+materialising ``steps × vocab`` tensors. Samples of one prompt share one
+prefill: the prompt's KV cache is repeated N times.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from bench.models.outputs import Generation, SampleSet
+
+
+@dataclass(frozen=True)
+class GreedyConfig:
+    """Decoding parameters of the greedy pass (all part of cache keys)."""
+
+    max_new_tokens: int = 64
+    stop_at_newline: bool = True
+    top_alternatives: int = 10
+    #: Hidden-state tuple indices to keep (0 = embeddings); None → middle and last.
+    layers: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """N answers at temperature T with top-k truncation (study: 10, 1.0, 50)."""
+
+    n: int = 10
+    temperature: float = 1.0
+    top_k: int = 50
+    max_new_tokens: int = 64
+    stop_at_newline: bool = True
+    top_alternatives: int = 10
+    layers: tuple[int, ...] | None = None
+
+
+@dataclass
+class CallCounter:
+    """LM work actually performed (cache hits never reach the backend)."""
+
+    generate_calls: int = 0
+    sequences: int = 0
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    forward_passes: int = 0
+    seconds: float = 0.0
+
+
+def row_seed(base_seed: int, key: str, index: int) -> int:
+    """Seed of one sample row: independent of batch position and composition."""
+    digest = hashlib.sha256(f"{base_seed}|{key}|{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+class HFBackend:
+    """A transformers causal LM behind the two calls the runner needs.
+
+    Parameters
+    ----------
+    model, tokenizer
+        As returned by :func:`bench.models.loading.load_model`.
+    fingerprint : str
+        Model identity for cache keys.
+    batch_size : int
+        Prompts per forward batch (samples multiply it by N).
+    """
+
+    def __init__(self, model, tokenizer, fingerprint: str, batch_size: int = 8) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.fingerprint = fingerprint
+        self.batch_size = batch_size
+        self.counter = CallCounter()
+        self.num_layers = int(model.config.num_hidden_layers)
+        eos = {tokenizer.eos_token_id}
+        gen_eos = getattr(model.generation_config, "eos_token_id", None)
+        eos.update(gen_eos if isinstance(gen_eos, list) else [gen_eos])
+        self.eos_ids = sorted(i for i in eos if i is not None)
+        self._newline_mask: torch.Tensor | None = None
+        self._blank_mask: torch.Tensor | None = None
+
+    # -- prompts ----------------------------------------------------------
+    def chat_prompt(self, system: str | None, user: str) -> str:
+        """Render one user turn with the model's chat template."""
+        messages = ([{"role": "system", "content": system}] if system else [])
+        messages.append({"role": "user", "content": user})
+        if self.tokenizer.chat_template:
+            return self.tokenizer.apply_chat_template(messages, tokenize=False,
+                                                      add_generation_prompt=True)
+        return (system + "\n\n" if system else "") + user + "\n"
+
+    def layers(self, requested: tuple[int, ...] | None) -> tuple[int, ...]:
+        chosen = requested or (self.num_layers // 2, self.num_layers)
+        for layer in chosen:
+            if not 0 <= layer <= self.num_layers:
+                raise ValueError(f"hidden layer {layer} outside 0..{self.num_layers}")
+        return tuple(chosen)
+
+    # -- public calls -------------------------------------------------------
+    def greedy(self, prompts: Sequence[str], config: GreedyConfig) -> list[Generation]:
+        """One greedy answer per prompt, decoded as one batch."""
+        return self._generate(list(prompts), repeat=1, config=config, seeds=None)
+
+    def sample(self, prompts: Sequence[str], keys: Sequence[str], config: SamplingConfig,
+               seed: int) -> list[SampleSet]:
+        """``config.n`` samples per prompt, decoded as one batch of ``len × n`` rows.
+
+        Row ``i`` of prompt ``key`` draws from its own generator seeded by
+        (seed, key, i), so samples do not depend on batch position.
+        """
+        seeds = [row_seed(seed, key, i) for key in keys for i in range(config.n)]
+        gens = self._generate(list(prompts), repeat=config.n, config=config, seeds=seeds)
+        return [SampleSet(tuple(gens[q * config.n:(q + 1) * config.n]), config.temperature,
+                          config.top_k) for q in range(len(prompts))]
+
+    # -- decoding -----------------------------------------------------------
+    def _token_masks(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._newline_mask is None:
+            vocab = len(self.tokenizer)
+            texts = self.tokenizer.batch_decode([[i] for i in range(vocab)])
+            size = self.model.config.vocab_size
+            newline = torch.zeros(max(size, vocab), dtype=torch.bool)
+            blank = torch.zeros(max(size, vocab), dtype=torch.bool)
+            for i, text in enumerate(texts):
+                newline[i] = "\n" in text
+                blank[i] = not text.strip()
+            self._newline_mask, self._blank_mask = newline, blank
+        return self._newline_mask, self._blank_mask
+
+    @torch.inference_mode()
+    def _generate(self, prompts: list[str], repeat: int, config, seeds: list[int] | None
+                  ) -> list[Generation]:
+        started = time.perf_counter()
+        layers = self.layers(config.layers)
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True,
+                             add_special_tokens=False)
+        input_ids, mask = enc["input_ids"], enc["attention_mask"]
+        prompt_lengths = mask.sum(dim=1).tolist()
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                         use_cache=True, output_hidden_states=True)
+        cache = out.past_key_values
+        logits = out.logits[:, -1, :].float()
+        self._vocab_width = logits.shape[-1]
+        hidden = torch.stack([out.hidden_states[i][:, -1, :] for i in layers], dim=1).float()
+        if repeat > 1:
+            cache.batch_repeat_interleave(repeat)
+            logits = logits.repeat_interleave(repeat, dim=0)
+            hidden = hidden.repeat_interleave(repeat, dim=0)
+            mask = mask.repeat_interleave(repeat, dim=0)
+            positions = positions.repeat_interleave(repeat, dim=0)
+        rows = logits.shape[0]
+        generators = None
+        if seeds is not None:
+            generators = [torch.Generator().manual_seed(s) for s in seeds]
+        newline_mask, blank_mask = self._token_masks()
+        eos = torch.tensor(self.eos_ids, dtype=torch.long)
+        done = torch.zeros(rows, dtype=torch.bool)
+        has_text = torch.zeros(rows, dtype=torch.bool)
+        stop_reason = ["length"] * rows
+        steps: list[dict[str, torch.Tensor]] = []
+        hidden_sum = torch.zeros_like(hidden)
+        hidden_last = hidden.clone()
+        n_steps = torch.zeros(rows, dtype=torch.long)
+        next_pos = positions[:, -1]
+        k_alt = config.top_alternatives
+        for step in range(config.max_new_tokens):
+            logp = torch.log_softmax(logits, dim=-1)
+            if generators is None:
+                chosen = logp.argmax(dim=-1)
+                sample_lp = logp.gather(1, chosen[:, None])[:, 0]
+            else:
+                chosen, sample_lp = _sample_top_k(logits, config.temperature, config.top_k,
+                                                  generators)
+            probs = logp.exp()
+            top_lp, top_ids = logp.topk(k_alt, dim=-1)
+            active = ~done
+            steps.append({
+                "token": chosen, "logprob": logp.gather(1, chosen[:, None])[:, 0],
+                # xlogy-style masking: a -inf logit contributes 0, not NaN.
+                "entropy": -torch.where(probs > 0, probs * logp, 0.0).sum(-1),
+                "mean_logprob": logp.mean(-1),
+                "logsumexp": torch.logsumexp(logits, dim=-1), "sampling_logprob": sample_lp,
+                "top_ids": top_ids, "top_lp": top_lp, "active": active.clone()})
+            hidden_sum += hidden * active[:, None, None]
+            hidden_last = torch.where(active[:, None, None], hidden, hidden_last)
+            n_steps += active.long()
+            is_eos = torch.isin(chosen, eos)
+            is_newline = newline_mask[chosen] & has_text if config.stop_at_newline else \
+                torch.zeros_like(is_eos)
+            for r in torch.nonzero(active & (is_eos | is_newline)).flatten().tolist():
+                stop_reason[r] = "eos" if bool(is_eos[r]) else "newline"
+            has_text |= ~blank_mask[chosen]
+            done |= is_eos | is_newline
+            if bool(done.all()) or step == config.max_new_tokens - 1:
+                break
+            feed = torch.where(done, torch.full_like(chosen, self.tokenizer.pad_token_id), chosen)
+            mask = torch.cat([mask, (~done).long()[:, None]], dim=1)
+            next_pos = next_pos + 1
+            out = self.model(input_ids=feed[:, None], attention_mask=mask,
+                             position_ids=next_pos[:, None], past_key_values=cache,
+                             use_cache=True, output_hidden_states=True)
+            cache = out.past_key_values
+            logits = out.logits[:, -1, :].float()
+            hidden = torch.stack([out.hidden_states[i][:, -1, :] for i in layers], dim=1).float()
+        generations = self._collect(steps, stop_reason, hidden_sum, hidden_last, n_steps,
+                                    layers, [prompt_lengths[r // repeat] for r in range(rows)])
+        elapsed = time.perf_counter() - started
+        self._count(prompts, prompt_lengths, generations, repeat, elapsed, len(steps))
+        return generations
+
+    def _collect(self, steps, stop_reason, hidden_sum, hidden_last, n_steps, layers,
+                 prompt_lengths) -> list[Generation]:
+        stacked = {name: torch.stack([s[name] for s in steps], dim=1) for name in steps[0]}
+        layer_arr = np.asarray(layers, dtype=np.int64)
+        vocab_size = int(self._vocab_width)
+        generations = []
+        for r in range(len(stop_reason)):
+            n = int(n_steps[r])
+            take = {name: t[r, :n].numpy() for name, t in stacked.items()}
+            ids = take["token"].astype(np.int64)
+            text_ids = ids[:-1] if stop_reason[r] != "length" else ids
+            text = self.tokenizer.decode(text_ids, skip_special_tokens=True).strip()
+            generations.append(Generation(
+                text=text, token_ids=ids,
+                token_logprobs=take["logprob"].astype(np.float32),
+                entropies=take["entropy"].astype(np.float32),
+                mean_logprobs=take["mean_logprob"].astype(np.float32),
+                logsumexp=take["logsumexp"].astype(np.float32),
+                topk_ids=take["top_ids"].astype(np.int64),
+                topk_logprobs=take["top_lp"].astype(np.float32),
+                sampling_logprobs=take["sampling_logprob"].astype(np.float32),
+                hidden_mean=(hidden_sum[r] / max(n, 1)).numpy().astype(np.float32),
+                hidden_last=hidden_last[r].numpy().astype(np.float32),
+                layers=layer_arr, stop_reason=stop_reason[r],
+                prompt_tokens=int(prompt_lengths[r]), vocab_size=vocab_size))
+        return generations
+
+    def _count(self, prompts, prompt_lengths, generations, repeat, elapsed, n_steps) -> None:
+        c = self.counter
+        c.generate_calls += len(prompts)
+        c.sequences += len(generations)
+        c.prompt_tokens += int(sum(prompt_lengths))
+        c.generated_tokens += sum(g.n_tokens for g in generations)
+        c.forward_passes += n_steps
+        c.seconds += elapsed
+
+
+def _sample_top_k(logits: torch.Tensor, temperature: float, top_k: int,
+                  generators: list[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inverse-CDF draw from the tempered top-k distribution, one generator per row."""
+    values, ids = (logits / temperature).topk(min(top_k, logits.shape[-1]), dim=-1)
+    logq = torch.log_softmax(values, dim=-1)
+    cdf = logq.exp().cumsum(-1)
+    u = torch.cat([torch.rand(1, generator=g) for g in generators]) * cdf[:, -1]
+    index = torch.searchsorted(cdf, u[:, None]).clamp(max=values.shape[-1] - 1)
+    return ids.gather(1, index)[:, 0], logq.gather(1, index)[:, 0]
