@@ -1,0 +1,26 @@
+"""Uncertainty estimators: one small module each, registered by decorator.
+
+Importing this package registers the built-in estimators; third-party
+packages add theirs with the same :func:`register` decorator.
+"""
+from estimators.base import (
+    ESTIMATORS,
+    GREEDY,
+    SAMPLES,
+    Estimator,
+    EstimatorOptions,
+    StatBundle,
+    Statistic,
+    create,
+    register,
+)
+from estimators import (  # noqa: F401  (imports register the estimators)
+    lexical_similarity,
+    self_certainty,
+    self_consistency,
+    sequence_probability,
+    token_entropy,
+)
+
+__all__ = ["ESTIMATORS", "GREEDY", "SAMPLES", "Estimator", "EstimatorOptions", "StatBundle",
+           "Statistic", "create", "register"]
