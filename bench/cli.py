@@ -1,0 +1,160 @@
+"""Command line: ``arbench run | score | estimators``."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+
+from bench.report import console_table, dumps
+
+
+
+def _add_data_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", default=None,
+                        help="directory laid out like shared/data, or 'demo' (default: "
+                             "$ARBENCH_DATA, else the built-in demo set)")
+    parser.add_argument("--hub", action="store_true",
+                        help="load the study's tables VityaVitalich/adaptive_rag_<name> "
+                             "through `datasets` (needs a network)")
+    parser.add_argument("--corpus", default=None, help="corpus JSONL overriding the source's")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from bench.config import RunConfig, default_cache_dir
+
+    defaults = RunConfig()
+    parser = argparse.ArgumentParser(prog="arbench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the benchmark and write results/<run-name>/")
+    _add_data_args(run)
+    run.add_argument("--datasets", nargs="+", default=["all"], help="names or 'all'")
+    run.add_argument("--limit", type=int, default=None, help="first N questions of each split")
+    run.add_argument("--model", default=defaults.model,
+                     help="packaged name (smollm2), .gguf path, model directory or hub id")
+    run.add_argument("--dtype", default=defaults.dtype, choices=["bfloat16", "float32"])
+    run.add_argument("--trust-remote-code", action="store_true")
+    run.add_argument("--retriever", default=defaults.retriever)
+    run.add_argument("--top-k", type=int, default=defaults.top_k)
+    run.add_argument("--estimators", nargs="+", default=["all"])
+    run.add_argument("--samples", type=int, default=defaults.sampling.n)
+    run.add_argument("--temperature", type=float, default=defaults.sampling.temperature)
+    run.add_argument("--sample-top-k", type=int, default=defaults.sampling.top_k)
+    run.add_argument("--max-new-tokens", type=int, default=defaults.greedy.max_new_tokens)
+    run.add_argument("--exclude-stop-token", action="store_true",
+                     help="token-level estimators ignore the EOS/newline step")
+    run.add_argument("--seed", type=int, default=defaults.seed)
+    run.add_argument("--dev-fraction", type=float, default=defaults.dev_fraction)
+    run.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    run.add_argument("--threads", type=int, default=None)
+    run.add_argument("--run-name", default=None)
+    run.add_argument("--cache-dir", default=default_cache_dir())
+    run.add_argument("--results-dir", default=defaults.results_dir)
+    run.add_argument("--no-progress", action="store_true")
+    run.add_argument("--json", action="store_true", help="print metrics JSON instead of tables")
+
+    score = sub.add_parser("score", help="score answers produced elsewhere")
+    _add_data_args(score)
+    score.add_argument("--dataset", required=True)
+    score.add_argument("--split", default="test", choices=["test", "train"])
+    score.add_argument("--predictions", required=True)
+    score.add_argument("--train-predictions", default=None)
+    score.add_argument("--dev-fraction", type=float, default=defaults.dev_fraction)
+    score.add_argument("--seed", type=int, default=defaults.seed)
+    score.add_argument("--json", action="store_true")
+
+    est = sub.add_parser("estimators", help="list registered estimators")
+    est.add_argument("--json", action="store_true")
+    return parser
+
+
+def _run(args) -> int:
+    from bench.config import RunConfig
+    from bench.runner import run
+
+    base = RunConfig()
+    config = RunConfig(
+        run_name=args.run_name, data_dir=args.data_dir, hub=args.hub, corpus=args.corpus,
+        datasets=args.datasets, limit=args.limit, model=args.model, dtype=args.dtype,
+        trust_remote_code=args.trust_remote_code, retriever=args.retriever, top_k=args.top_k,
+        estimators=args.estimators,
+        greedy=dataclasses.replace(base.greedy, max_new_tokens=args.max_new_tokens),
+        sampling=dataclasses.replace(base.sampling, n=args.samples,
+                                     temperature=args.temperature, top_k=args.sample_top_k,
+                                     max_new_tokens=args.max_new_tokens),
+        include_stop_token=not args.exclude_stop_token, seed=args.seed,
+        dev_fraction=args.dev_fraction, batch_size=args.batch_size, threads=args.threads,
+        cache_dir=args.cache_dir, results_dir=args.results_dir, progress=not args.no_progress)
+    result = run(config)
+    if args.json:
+        print(dumps(result.metrics), end="")
+    else:
+        print(console_table(result.metrics))
+        info = result.run_info
+        print(f"results: {result.directory}/  wall {info['wall_seconds']} s, "
+              f"LM generate calls this run: {info['lm_generate_calls']}, "
+              f"peak RSS {info['peak_rss_mib']} MiB")
+    return 0
+
+
+def _score(args) -> int:
+    from bench.data import resolve_source
+    from bench.scoring import score_predictions
+
+    source = resolve_source(args.data_dir, hub=args.hub, corpus=args.corpus)
+    test = source.questions(args.dataset, args.split)
+    train = source.questions(args.dataset, "train") if args.train_predictions else None
+    result = score_predictions(test, args.predictions, train, args.train_predictions,
+                               args.dev_fraction, args.seed)
+    metrics = {"datasets": {args.dataset: result}}
+    if args.json:
+        print(dumps({"rows": result["rows"], "gates": result["gates"]}), end="")
+    else:
+        print(console_table(metrics))
+    return 0
+
+
+def _estimators(args) -> int:
+    import estimators
+
+    listing = []
+    for name in sorted(estimators.ESTIMATORS):
+        cls = estimators.ESTIMATORS[name]
+        listing.append({"name": name, "family": cls.family, "study_name": cls.study_name,
+                        "requires": [s.name for s in cls.requires],
+                        "extra_generate_calls": [s.extra_generate_calls for s in cls.requires
+                                                 if s.extra_generate_calls],
+                        "summary": cls.summary})
+    if args.json:
+        print(json.dumps(listing, indent=2))
+    else:
+        for item in listing:
+            print(f"{item['name']:<30} {item['family']:<12} requires "
+                  f"{','.join(item['requires']):<16} {item['summary']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.data.schema import DataError
+    from bench.models.loading import ModelError
+    from retrievers.base import CorpusError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    handlers = {"run": _run, "score": _score, "estimators": _estimators}
+    try:
+        return handlers[args.command](args)
+    except (DataError, CorpusError, ModelError, KeyError, ValueError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"arbench: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("arbench: interrupted; finished batches are cached, rerun to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""The resolved configuration of a run: every knob, with its default, in one place."""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from bench.models.hf_backend import GreedyConfig, SamplingConfig
+from bench.models.loading import DEFAULT_MODEL
+
+CACHE_ENV_VAR = "ARBENCH_CACHE"
+
+
+def default_cache_dir() -> str:
+    """``$ARBENCH_CACHE``, else ``$XDG_CACHE_HOME/arbench``, else ``~/.cache/arbench``."""
+    if os.environ.get(CACHE_ENV_VAR):
+        return os.environ[CACHE_ENV_VAR]
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(base) / "arbench")
+
+
+@dataclass
+class RunConfig:
+    """All inputs that determine a run's results (written as ``config.json``).
+
+    ``cache_dir``, ``results_dir``, ``progress`` and ``batch_size`` affect
+    where and how fast, not what, and are excluded from :meth:`identity`
+    (batch size can change the last bits of bf16 arithmetic; see README).
+    """
+
+    run_name: str | None = None
+    data_dir: str | None = None
+    hub: bool = False
+    corpus: str | None = None
+    datasets: list[str] = field(default_factory=lambda: ["all"])
+    limit: int | None = None
+    model: str = DEFAULT_MODEL
+    dtype: str = "bfloat16"
+    trust_remote_code: bool = False
+    retriever: str = "bm25s"
+    top_k: int = 5
+    estimators: list[str] = field(default_factory=lambda: ["all"])
+    template: str = "short_answer"
+    greedy: GreedyConfig = field(default_factory=GreedyConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    include_stop_token: bool = True
+    seed: int = 0
+    dev_fraction: float = 0.2
+    batch_size: int = 8
+    threads: int | None = None
+    cache_dir: str = field(default_factory=default_cache_dir)
+    results_dir: str = "results"
+    progress: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def identity(self) -> dict:
+        """The fields that determine results."""
+        skip = {"cache_dir", "results_dir", "progress", "batch_size", "threads", "run_name"}
+        return {f.name: v for f in fields(self) if f.name not in skip
+                for v in [asdict(self)[f.name]]}

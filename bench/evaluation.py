@@ -1,0 +1,111 @@
+"""From answers, scores and costs of one dataset to its result rows.
+
+Shared by ``arbench run`` (answers from the model) and ``arbench score``
+(answers produced elsewhere). Gates are fit on train only; test labels are
+read only to score decisions already made.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from bench.gates import ThresholdGate
+from bench.ledger import Cost, mean_cost
+from bench.metrics import gate_row, need_retrieval_labels, reference_rows, score_answers
+from bench.metrics import self_knowledge
+
+#: Per-question cost fields reported in metrics (seconds are not deterministic).
+COST_FIELDS = ("generate_calls", "prefills", "prompt_tokens", "generated_tokens")
+
+
+@dataclass
+class SplitAnswers:
+    """Everything known about one split's questions, aligned by index."""
+
+    golds: Sequence[Sequence[str]]
+    never: Sequence[str]
+    always: Sequence[str] | None = None
+    scores: Mapping[str, np.ndarray] = field(default_factory=dict)
+    #: Cost of the closed-book answer, of each estimator's extra statistics,
+    #: and of retrieval + the augmented answer, per question.
+    never_cost: Sequence[Cost] | None = None
+    estimator_cost: Mapping[str, Sequence[Cost]] = field(default_factory=dict)
+    always_cost: Sequence[Cost] | None = None
+
+
+def evaluate_dataset(test: SplitAnswers, train: SplitAnswers | None, dev_fraction: float = 0.2,
+                     seed: int = 0) -> dict:
+    """Rows ``never``, ``always``, ``ideal`` and one per scored estimator.
+
+    Returns
+    -------
+    dict
+        ``{"rows": {name: metrics}, "gates": {estimator: gate parameters},
+        "n_test": int, "n_train": int, "need_rate_test": float}``.
+    """
+    if test.always is None:
+        raise ValueError("test answers need both no-retrieval and retrieval answers")
+    never = score_answers(list(test.never), [list(g) for g in test.golds])
+    always = score_answers(list(test.always), [list(g) for g in test.golds])
+    need = need_retrieval_labels(never["in_accuracy"])
+    rows = reference_rows(never, always)
+    decisions = {"never": np.zeros(len(need), bool), "always": np.ones(len(need), bool),
+                 "ideal": need.copy()}
+    for name in ("never", "always", "ideal"):
+        rows[name].update(self_knowledge(need, decisions[name]))
+        rows[name]["kind"] = "reference"
+
+    gates: dict[str, dict] = {}
+    train_need = None
+    if test.scores:
+        if train is None:
+            raise ValueError("estimator scores need train answers and scores to fit gates")
+        train_never = score_answers(list(train.never), [list(g) for g in train.golds])
+        train_need = need_retrieval_labels(train_never["in_accuracy"])
+    for name, test_scores in test.scores.items():
+        if train is None or name not in train.scores:
+            raise ValueError(f"estimator {name!r} has test scores but no train scores")
+        gate = ThresholdGate.fit(train.scores[name], train_need, dev_fraction, seed)
+        decision = gate.decide(test_scores)
+        decisions[name] = decision
+        row = gate_row(never, always, decision)
+        row.update(self_knowledge(need, decision, _finite_for_ranking(test_scores)))
+        row["kind"] = "gate"
+        row["nan_scores"] = int(np.isnan(test_scores).sum())
+        rows[name] = row
+        gates[name] = gate.to_dict()
+
+    if test.never_cost is not None:
+        for name, decision in decisions.items():
+            rows[name].update(_cost_columns(test, name, decision))
+    return {"rows": rows, "gates": gates, "n_test": len(need),
+            "n_train": 0 if train is None else len(train.never),
+            "need_rate_test": float(need.mean())}
+
+
+def _finite_for_ranking(scores: np.ndarray) -> np.ndarray:
+    """NaN → above every finite score: an undefined score counts as most uncertain."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if not np.isnan(scores).any():
+        return scores
+    finite = scores[np.isfinite(scores)]
+    top = (finite.max() + 1.0) if finite.size else 1.0
+    return np.where(np.isnan(scores), top, scores)
+
+
+def _cost_columns(test: SplitAnswers, name: str, decision: np.ndarray) -> dict[str, float]:
+    """True mean cost per question of a row: closed-book pass (unless the row always
+    retrieves without it), the estimator's statistics, and retrieval where decided."""
+    assert test.never_cost is not None and test.always_cost is not None
+    per_question = []
+    for i, retrieve in enumerate(decision):
+        cost = Cost() if name == "always" else test.never_cost[i]
+        if name in test.estimator_cost:
+            cost = cost + test.estimator_cost[name][i]
+        if retrieve:
+            cost = cost + test.always_cost[i]
+        per_question.append(cost)
+    mean = mean_cost(per_question)
+    return {f: round(getattr(mean, f), 6) for f in COST_FIELDS}
