@@ -47,6 +47,7 @@ def evaluate_dataset(test: SplitAnswers, train: SplitAnswers | None, dev_fractio
     """
     if test.always is None:
         raise ValueError("test answers need both no-retrieval and retrieval answers")
+    _check_costs(test)
     never = score_answers(list(test.never), [list(g) for g in test.golds])
     always = score_answers(list(test.always), [list(g) for g in test.golds])
     need = need_retrieval_labels(never["in_accuracy"])
@@ -83,6 +84,21 @@ def evaluate_dataset(test: SplitAnswers, train: SplitAnswers | None, dev_fractio
     return {"rows": rows, "gates": gates, "n_test": len(need),
             "n_train": 0 if train is None else len(train.never),
             "need_rate_test": float(need.mean())}
+
+
+def _check_costs(test: SplitAnswers) -> None:
+    """Cost lists, when given, must be complete: one entry per test question."""
+    if test.never_cost is None:
+        return
+    if test.always_cost is None:
+        raise ValueError("test never_cost is given but always_cost is not: "
+                         "row costs need both")
+    n = len(test.never)
+    named = [("never_cost", test.never_cost), ("always_cost", test.always_cost)]
+    named += [(f"estimator_cost[{k!r}]", v) for k, v in test.estimator_cost.items()]
+    for what, costs in named:
+        if len(costs) != n:
+            raise ValueError(f"test {what} has {len(costs)} entries for {n} questions")
 
 
 def _finite_for_ranking(scores: np.ndarray) -> np.ndarray:

@@ -51,6 +51,10 @@ class ThresholdGate:
         if scores.shape != need.shape or scores.ndim != 1:
             raise ValueError("scores and need must be 1-D arrays of equal length")
         fit_idx, dev_idx = split_dev(len(scores), dev_fraction, seed)
+        if len(fit_idx) == 0:
+            raise ValueError(f"no rows left to fit a gate: {len(scores)} train row(s), "
+                             f"{len(dev_idx)} of them held out for dev "
+                             f"(dev_fraction {dev_fraction})")
         best: ThresholdGate | None = None
         for direction in (1, -1):
             threshold, fit_acc = _search(scores[fit_idx], need[fit_idx], direction, n_thresholds)

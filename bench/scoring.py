@@ -11,7 +11,7 @@ from bench.data.schema import DataError, Question
 from bench.evaluation import SplitAnswers, evaluate_dataset
 
 
-def read_predictions(path: str | Path, questions: list[Question], need_scores: bool = False
+def read_predictions(path: str | Path, questions: list[Question]
                      ) -> SplitAnswers:
     """Align a predictions JSONL file with a dataset split.
 
@@ -20,8 +20,14 @@ def read_predictions(path: str | Path, questions: list[Question], need_scores: b
     same estimators. Ids must match the split exactly (both directions).
     """
     path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")  # a leading BOM is tolerated
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8: {exc.reason} at byte {exc.start}") from None
     rows: dict[str, dict] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -40,12 +46,14 @@ def read_predictions(path: str | Path, questions: list[Question], need_scores: b
                 raise DataError(f"{path}:{lineno}: field '{field}': missing or not a string")
         scores = obj.get("scores", {})
         if not isinstance(scores, dict) or not all(
-                isinstance(v, (int, float)) or v is None for v in scores.values()):
+                (isinstance(v, (int, float)) and not isinstance(v, bool)) or v is None
+                for v in scores.values()):
             raise DataError(f"{path}:{lineno}: field 'scores': expected {{name: number}}")
         obj["_line"] = lineno
         rows[qid] = obj
     ids = [q.id for q in questions]
-    unknown = [i for i in rows if i not in set(ids)]
+    id_set = set(ids)
+    unknown = [i for i in rows if i not in id_set]
     missing = [i for i in ids if i not in rows]
     if unknown or missing:
         parts = []

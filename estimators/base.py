@@ -104,6 +104,8 @@ class Estimator(ABC):
 
 
 ESTIMATORS: dict[str, type[Estimator]] = {}
+#: Result-row names an estimator may not take.
+RESERVED_NAMES = frozenset({"never", "always", "ideal"})
 
 E = TypeVar("E", bound=type[Estimator])
 
@@ -116,6 +118,8 @@ def register(cls: E) -> E:
     if not cls.requires or not all(isinstance(s, Statistic) for s in cls.requires):
         raise TypeError(f"estimator {cls.name!r}: requires must be a non-empty tuple of "
                         "Statistic")
+    if cls.name in RESERVED_NAMES:
+        raise ValueError(f"estimator name {cls.name!r} is reserved for a reference row")
     if cls.name in ESTIMATORS and ESTIMATORS[cls.name] is not cls:
         raise ValueError(f"estimator {cls.name!r} registered twice "
                          f"({ESTIMATORS[cls.name].__module__} and {cls.__module__})")

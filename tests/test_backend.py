@@ -1,0 +1,97 @@
+"""The decode loop against an independent teacher-forced pass of the real default model."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from bench.models.hf_backend import GreedyConfig, SamplingConfig
+
+QUESTIONS = ["What is the capital of France?", "Who wrote the novel War and Peace?",
+             "What is the chemical symbol for gold?"]
+SYSTEM = "Answer with a short answer."
+CONFIG = GreedyConfig(max_new_tokens=12)
+
+
+def prompts(backend):
+    return [backend.chat_prompt(SYSTEM, q) for q in QUESTIONS]
+
+
+def teacher_forced(backend, prompt, token_ids, layers):
+    """log p_t(y_t), H_t and hidden states from one forward pass over prompt + answer."""
+    tok = backend.tokenizer
+    ids = tok(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+    full = torch.cat([ids, torch.as_tensor(token_ids)])[None]
+    with torch.inference_mode():
+        out = backend.model(full, output_hidden_states=True)
+    steps = slice(len(ids) - 1, full.shape[1] - 1)
+    logp = torch.log_softmax(out.logits[0, steps].float(), -1)
+    chosen = logp.gather(1, torch.as_tensor(token_ids)[:, None])[:, 0]
+    entropy = -(logp.exp() * logp).sum(-1)
+    hidden = torch.stack([out.hidden_states[layer][0, steps] for layer in layers], 0)
+    return chosen.numpy(), entropy.numpy(), logp.mean(-1).numpy(), hidden.numpy()
+
+
+def test_greedy_statistics_match_a_teacher_forced_pass(fp32_backend):
+    backend = fp32_backend
+    gens = backend.greedy(prompts(backend), CONFIG)
+    for prompt, gen in zip(prompts(backend), gens):
+        assert gen.n_tokens >= 1 and gen.text
+        layers = tuple(int(x) for x in gen.layers)
+        logprob, entropy, mean_lp, hidden = teacher_forced(backend, prompt, gen.token_ids, layers)
+        # The loop ran left-padded in a batch of 3; the check runs one unpadded sequence.
+        np.testing.assert_allclose(gen.token_logprobs, logprob, atol=2e-3)
+        np.testing.assert_allclose(gen.entropies, entropy, atol=2e-3)
+        np.testing.assert_allclose(gen.mean_logprobs, mean_lp, atol=2e-3)
+        np.testing.assert_allclose(gen.hidden_mean, hidden.mean(axis=1), atol=2e-3)
+        np.testing.assert_allclose(gen.hidden_last, hidden[:, -1], atol=2e-3)
+        # Greedy: every chosen token is the argmax, so it heads the top-k list.
+        np.testing.assert_array_equal(gen.topk_ids[:, 0], gen.token_ids)
+        assert gen.prompt_tokens == len(backend.tokenizer(prompt, add_special_tokens=False)
+                                        ["input_ids"])
+
+
+def test_batched_and_single_greedy_agree(fp32_backend):
+    backend = fp32_backend
+    batched = backend.greedy(prompts(backend), CONFIG)
+    for prompt, gen in zip(prompts(backend), batched):
+        single = backend.greedy([prompt], CONFIG)[0]
+        assert single.text == gen.text
+        np.testing.assert_allclose(single.token_logprobs, gen.token_logprobs, atol=2e-3)
+
+
+def test_greedy_matches_transformers_generate(fp32_backend):
+    backend = fp32_backend
+    prompt = prompts(backend)[0]
+    ours = backend.greedy([prompt], CONFIG)[0]
+    enc = backend.tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
+    with torch.inference_mode():
+        out = backend.model.generate(**enc, max_new_tokens=ours.n_tokens, do_sample=False)
+    np.testing.assert_array_equal(out[0, enc["input_ids"].shape[1]:].numpy(), ours.token_ids)
+
+
+def test_sampling_is_seeded_per_row(fp32_backend):
+    backend = fp32_backend
+    config = SamplingConfig(n=4, max_new_tokens=8)
+    first = backend.sample(prompts(backend)[:2], ["k0", "k1"], config, seed=3)
+    again = backend.sample(prompts(backend)[:2], ["k0", "k1"], config, seed=3)
+    other = backend.sample(prompts(backend)[:2], ["k0", "k1"], config, seed=4)
+    assert [s.texts for s in first] == [s.texts for s in again]
+    assert [s.texts for s in first] != [s.texts for s in other]
+    for sample_set in first:
+        assert len(sample_set.samples) == 4
+        for gen in sample_set.samples:
+            # The top-k tempered distribution puts at least as much mass on the
+            # chosen token as the full one.
+            assert np.all(gen.sampling_logprobs >= gen.token_logprobs - 1e-4)
+            assert np.all(gen.sampling_logprobs <= 1e-6)
+
+
+def test_top_1_sampling_is_greedy(fp32_backend):
+    backend = fp32_backend
+    config = SamplingConfig(n=2, top_k=1, max_new_tokens=12)
+    sampled = backend.sample(prompts(backend), ["a", "b", "c"], config, seed=0)
+    greedy = backend.greedy(prompts(backend), dataclasses.replace(CONFIG))
+    for sample_set, gen in zip(sampled, greedy):
+        assert sample_set.texts == [gen.text, gen.text]
