@@ -42,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--samples", type=int, default=defaults.sampling.n)
     run.add_argument("--temperature", type=float, default=defaults.sampling.temperature)
     run.add_argument("--sample-top-k", type=int, default=defaults.sampling.top_k)
-    run.add_argument("--max-new-tokens", type=int, default=defaults.greedy.max_new_tokens)
+    run.add_argument("--max-new-tokens", type=int, default=defaults.greedy.max_new_tokens,
+                     help="token budget of greedy answers")
+    run.add_argument("--sample-max-new-tokens", type=int,
+                     default=defaults.sampling.max_new_tokens, help="token budget of samples")
     run.add_argument("--exclude-stop-token", action="store_true",
                      help="token-level estimators ignore the EOS/newline step")
     run.add_argument("--seed", type=int, default=defaults.seed)
@@ -83,7 +86,7 @@ def _run(args) -> int:
         greedy=dataclasses.replace(base.greedy, max_new_tokens=args.max_new_tokens),
         sampling=dataclasses.replace(base.sampling, n=args.samples,
                                      temperature=args.temperature, top_k=args.sample_top_k,
-                                     max_new_tokens=args.max_new_tokens),
+                                     max_new_tokens=args.sample_max_new_tokens),
         include_stop_token=not args.exclude_stop_token, seed=args.seed,
         dev_fraction=args.dev_fraction, batch_size=args.batch_size, threads=args.threads,
         cache_dir=args.cache_dir, results_dir=args.results_dir, progress=not args.no_progress)

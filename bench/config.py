@@ -46,7 +46,7 @@ class RunConfig:
     include_stop_token: bool = True
     seed: int = 0
     dev_fraction: float = 0.2
-    batch_size: int = 8
+    batch_size: int = 16
     threads: int | None = None
     cache_dir: str = field(default_factory=default_cache_dir)
     results_dir: str = "results"

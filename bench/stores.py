@@ -36,7 +36,7 @@ class GenerationStore:
     """
 
     def __init__(self, cache: Cache, model_key: str, load_backend: Callable[[], HFBackend],
-                 batch_size: int = 8, progress: bool = True) -> None:
+                 batch_size: int = 16, progress: bool = True) -> None:
         self.cache = cache
         self.model_key = model_key
         self._load_backend = load_backend

@@ -24,7 +24,7 @@ from bench.models.outputs import Generation, SampleSet
 class GreedyConfig:
     """Decoding parameters of the greedy pass (all part of cache keys)."""
 
-    max_new_tokens: int = 64
+    max_new_tokens: int = 48
     stop_at_newline: bool = True
     top_alternatives: int = 10
     #: Hidden-state tuple indices to keep (0 = embeddings); None → middle and last.
@@ -38,7 +38,7 @@ class SamplingConfig:
     n: int = 10
     temperature: float = 1.0
     top_k: int = 50
-    max_new_tokens: int = 64
+    max_new_tokens: int = 32
     stop_at_newline: bool = True
     top_alternatives: int = 10
     layers: tuple[int, ...] | None = None
@@ -75,7 +75,7 @@ class HFBackend:
         Prompts per forward batch (samples multiply it by N).
     """
 
-    def __init__(self, model, tokenizer, fingerprint: str, batch_size: int = 8) -> None:
+    def __init__(self, model, tokenizer, fingerprint: str, batch_size: int = 16) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.fingerprint = fingerprint
