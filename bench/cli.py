@@ -10,7 +10,6 @@ import sys
 from bench.report import console_table, dumps
 
 
-
 def _add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=None,
                         help="directory laid out like shared/data, or 'demo' (default: "
@@ -46,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="token budget of greedy answers")
     run.add_argument("--sample-max-new-tokens", type=int,
                      default=defaults.sampling.max_new_tokens, help="token budget of samples")
+    run.add_argument("--hidden-layers", type=int, nargs="+", default=None,
+                     help="hidden-state indices to record (0 = embeddings; default: middle "
+                          "and last layer)")
     run.add_argument("--exclude-stop-token", action="store_true",
                      help="token-level estimators ignore the EOS/newline step")
     run.add_argument("--seed", type=int, default=defaults.seed)
@@ -73,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _layers(values: list[int] | None) -> tuple[int, ...] | None:
+    return tuple(values) if values else None
+
+
 def _run(args) -> int:
     from bench.config import RunConfig
     from bench.runner import run
@@ -83,10 +89,12 @@ def _run(args) -> int:
         datasets=args.datasets, limit=args.limit, model=args.model, dtype=args.dtype,
         trust_remote_code=args.trust_remote_code, retriever=args.retriever, top_k=args.top_k,
         estimators=args.estimators,
-        greedy=dataclasses.replace(base.greedy, max_new_tokens=args.max_new_tokens),
+        greedy=dataclasses.replace(base.greedy, max_new_tokens=args.max_new_tokens,
+                                   layers=_layers(args.hidden_layers)),
         sampling=dataclasses.replace(base.sampling, n=args.samples,
                                      temperature=args.temperature, top_k=args.sample_top_k,
-                                     max_new_tokens=args.sample_max_new_tokens),
+                                     max_new_tokens=args.sample_max_new_tokens,
+                                     layers=_layers(args.hidden_layers)),
         include_stop_token=not args.exclude_stop_token, seed=args.seed,
         dev_fraction=args.dev_fraction, batch_size=args.batch_size, threads=args.threads,
         cache_dir=args.cache_dir, results_dir=args.results_dir, progress=not args.no_progress)

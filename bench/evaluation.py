@@ -6,15 +6,20 @@ read only to score decisions already made.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 
 from bench.gates import ThresholdGate
 from bench.ledger import Cost, mean_cost
-from bench.metrics import gate_row, need_retrieval_labels, reference_rows, score_answers
-from bench.metrics import self_knowledge
+from bench.metrics import (
+    gate_row,
+    need_retrieval_labels,
+    reference_rows,
+    score_answers,
+    self_knowledge,
+)
 
 #: Per-question cost fields reported in metrics (seconds are not deterministic).
 COST_FIELDS = ("generate_calls", "prefills", "prompt_tokens", "generated_tokens")

@@ -39,7 +39,7 @@ class ThresholdGate:
 
     @classmethod
     def fit(cls, scores: np.ndarray, need: np.ndarray, dev_fraction: float = 0.2,
-            seed: int = 0, n_thresholds: int = 100) -> "ThresholdGate":
+            seed: int = 0, n_thresholds: int = 100) -> ThresholdGate:
         """Search thresholds on the fit part, choose the direction on the dev part.
 
         The candidate thresholds are ``linspace(min, max, n_thresholds)`` of

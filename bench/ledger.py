@@ -30,17 +30,17 @@ class Cost:
     retrieval_calls: float = 0.0
     seconds: float = 0.0
 
-    def __add__(self, other: "Cost") -> "Cost":
+    def __add__(self, other: Cost) -> Cost:
         return Cost(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
 
-    def scaled(self, factor: float) -> "Cost":
+    def scaled(self, factor: float) -> Cost:
         return Cost(*(getattr(self, f.name) * factor for f in fields(self)))
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Cost":
+    def from_dict(cls, data: dict) -> Cost:
         return cls(**{f.name: float(data.get(f.name, 0.0)) for f in fields(cls)})
 
 

@@ -6,8 +6,8 @@ scored (the study scored a different, verbalized-prompt generation; STUDY §9.3)
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 from retrievers.base import Passage
 

@@ -30,7 +30,7 @@ from bench.prompts import TEMPLATES
 from bench.report import console_table, write_results
 from bench.statistics import StatContext, compute_statistics
 from bench.stores import GenerationStore, RetrievalStore
-from estimators.base import GREEDY, EstimatorOptions
+from estimators.base import GREEDY, Estimator, EstimatorOptions, StatBundle, Statistic
 from retrievers import build_retriever
 
 log = logging.getLogger("arbench")
@@ -104,34 +104,20 @@ def run(config: RunConfig) -> RunResult:
     for dataset in datasets:
         test = source.questions(dataset, "test")[:config.limit]
         train = source.questions(dataset, "train")[:config.limit]
-        fingerprints[dataset] = {split: _questions_hash(qs) for split, qs in
-                                 (("test", test), ("train", train))}
+        fingerprints[dataset] = {"test": _questions_hash(test), "train": _questions_hash(train)}
         bundles, stat_costs = compute_statistics(train + test, needed, ctx, desc=dataset)
-        train_b, test_b = bundles[:len(train)], bundles[len(train):]
         hits = retrieval.search([q.question for q in test], config.top_k)
         rag_prompts = [template.augmented(q.question, [corpus.get(h.passage_id) for h in hs])
                        for q, hs in zip(test, hits)]
         rag = store.greedy(rag_prompts, config.greedy, desc=f"{dataset} rag")
-
-        def split_answers(questions: list[Question], split_bundles, offset: int,
-                          with_rag: bool) -> SplitAnswers:
-            scores = {e.name: np.array([e.score(b) for b in split_bundles], dtype=np.float64)
-                      for e in estimators}
-            own = slice(offset, offset + len(questions))
-            extra = {e.name: _extra_cost(e.requires, stat_costs, own) for e in estimators}
-            return SplitAnswers(
-                golds=[q.answers for q in questions],
-                never=[b[GREEDY].text for b in split_bundles],
-                always=[g.text for g, _ in rag] if with_rag else None,
-                scores=scores,
-                never_cost=stat_costs[GREEDY][own],
-                estimator_cost=extra,
-                always_cost=[c + Cost(retrieval_calls=1) for _, c in rag] if with_rag else None)
-
-        results[dataset] = evaluate_dataset(
-            split_answers(test, test_b, len(train), True),
-            split_answers(train, train_b, 0, False),
-            config.dev_fraction, config.seed)
+        rag_costs = [cost + Cost(retrieval_calls=1) for _, cost in rag]
+        train_part = _split_answers(train, bundles[:len(train)], estimators,
+                                    _slice_costs(stat_costs, 0, len(train)))
+        test_part = _split_answers(test, bundles[len(train):], estimators,
+                                   _slice_costs(stat_costs, len(train), len(bundles)),
+                                   always=[g.text for g, _ in rag], always_cost=rag_costs)
+        results[dataset] = evaluate_dataset(test_part, train_part, config.dev_fraction,
+                                            config.seed)
 
     run_name = config.run_name or default_run_name(config)
     metrics = {"run": run_name, "datasets": results,
@@ -153,13 +139,32 @@ def run(config: RunConfig) -> RunResult:
     return RunResult(metrics, run_info, directory)
 
 
-def _extra_cost(requires, stat_costs: dict, own: slice) -> list[Cost]:
+def _slice_costs(stat_costs: dict[Statistic, list[Cost]], start: int, stop: int
+                 ) -> dict[Statistic, list[Cost]]:
+    return {stat: costs[start:stop] for stat, costs in stat_costs.items()}
+
+
+def _split_answers(questions: list[Question], bundles: list[StatBundle],
+                   estimators: list[Estimator], stat_costs: dict[Statistic, list[Cost]],
+                   always: list[str] | None = None, always_cost: list[Cost] | None = None
+                   ) -> SplitAnswers:
+    """Answers, estimator scores and per-question costs of one split."""
+    scores = {e.name: np.array([e.score(b) for b in bundles], dtype=np.float64)
+              for e in estimators}
+    return SplitAnswers(
+        golds=[q.answers for q in questions], never=[b[GREEDY].text for b in bundles],
+        always=always, scores=scores, never_cost=stat_costs[GREEDY],
+        estimator_cost={e.name: _extra_cost(e.requires, stat_costs, len(questions))
+                        for e in estimators},
+        always_cost=always_cost)
+
+
+def _extra_cost(requires, stat_costs: dict[Statistic, list[Cost]], n: int) -> list[Cost]:
     """Cost of an estimator's statistics beyond the closed-book pass every row pays."""
-    extra = [Cost() for _ in range(own.stop - own.start)]
+    extra = [Cost() for _ in range(n)]
     for stat in requires:
-        if stat is GREEDY:
-            continue
-        extra = [a + b for a, b in zip(extra, stat_costs[stat][own])]
+        if stat is not GREEDY:
+            extra = [a + b for a, b in zip(extra, stat_costs[stat])]
     return extra
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from typing import Callable, Sequence
 
 from tqdm import tqdm
 

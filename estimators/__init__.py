@@ -3,6 +3,13 @@
 Importing this package registers the built-in estimators; third-party
 packages add theirs with the same :func:`register` decorator.
 """
+from estimators import (  # noqa: F401  (imports register the estimators)
+    lexical_similarity,
+    self_certainty,
+    self_consistency,
+    sequence_probability,
+    token_entropy,
+)
 from estimators.base import (
     ESTIMATORS,
     GREEDY,
@@ -13,13 +20,6 @@ from estimators.base import (
     Statistic,
     create,
     register,
-)
-from estimators import (  # noqa: F401  (imports register the estimators)
-    lexical_similarity,
-    self_certainty,
-    self_consistency,
-    sequence_probability,
-    token_entropy,
 )
 
 __all__ = ["ESTIMATORS", "GREEDY", "SAMPLES", "Estimator", "EstimatorOptions", "StatBundle",

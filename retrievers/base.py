@@ -4,9 +4,10 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ClassVar, Sequence
+from typing import ClassVar
 
 
 class CorpusError(ValueError):
@@ -61,14 +62,14 @@ class Corpus:
     def get(self, passage_id: str) -> Passage:
         return self._by_id[passage_id]  # type: ignore[attr-defined]
 
-    def slice(self, n: int) -> "Corpus":
+    def slice(self, n: int) -> Corpus:
         """The first ``n`` passages, fingerprinted as a distinct corpus."""
         sub = self.passages[:n]
         return Corpus(sub, hashlib.sha256(f"{self.sha256}[:{n}]".encode()).hexdigest(),
                       f"{self.source}[:{n}]")
 
     @classmethod
-    def from_rows(cls, rows: Sequence[Passage], source: str) -> "Corpus":
+    def from_rows(cls, rows: Sequence[Passage], source: str) -> Corpus:
         digest = hashlib.sha256()
         for p in rows:
             digest.update(json.dumps([p.id, p.title, p.text]).encode())

@@ -131,7 +131,9 @@ def load_model(ref: ModelRef, cache_dir: str | Path, dtype: str = "bfloat16",
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     torch_dtype = getattr(torch, dtype)
     if ref.kind == "gguf":
         converted = Path(cache_dir) / "models" / ref.fingerprint.replace(":", "-")

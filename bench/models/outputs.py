@@ -95,7 +95,7 @@ class Generation:
 
     @classmethod
     def from_record(cls, meta: dict, arrays: dict[str, np.ndarray],
-                    prefix: str = "") -> "Generation":
+                    prefix: str = "") -> Generation:
         kwargs = {k: meta[prefix + k] for k in cls._SCALARS}
         kwargs.update({f.name: arrays[prefix + f.name] for f in fields(cls)
                        if f.name not in cls._SCALARS})
@@ -125,7 +125,7 @@ class SampleSet:
         return meta, arrays
 
     @classmethod
-    def from_record(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "SampleSet":
+    def from_record(cls, meta: dict, arrays: dict[str, np.ndarray]) -> SampleSet:
         samples = tuple(Generation.from_record(meta, arrays, prefix=f"s{i}.")
                         for i in range(meta["n"]))
         return cls(samples, meta["temperature"], meta["top_k"])
