@@ -22,6 +22,7 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from bench.config import RunConfig, default_cache_dir
+    from bench.prompts import TEMPLATES
 
     defaults = RunConfig()
     parser = argparse.ArgumentParser(prog="arbench", description=__doc__)
@@ -37,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--trust-remote-code", action="store_true")
     run.add_argument("--retriever", default=defaults.retriever)
     run.add_argument("--top-k", type=int, default=defaults.top_k)
+    run.add_argument("--template", default=defaults.template, choices=sorted(TEMPLATES),
+                     help="prompt template (bench/prompts.py)")
     run.add_argument("--estimators", nargs="+", default=["all"])
     run.add_argument("--samples", type=int, default=defaults.sampling.n)
     run.add_argument("--temperature", type=float, default=defaults.sampling.temperature)
@@ -88,7 +91,7 @@ def _run(args) -> int:
         run_name=args.run_name, data_dir=args.data_dir, hub=args.hub, corpus=args.corpus,
         datasets=args.datasets, limit=args.limit, model=args.model, dtype=args.dtype,
         trust_remote_code=args.trust_remote_code, retriever=args.retriever, top_k=args.top_k,
-        estimators=args.estimators,
+        estimators=args.estimators, template=args.template,
         greedy=dataclasses.replace(base.greedy, max_new_tokens=args.max_new_tokens,
                                    layers=_layers(args.hidden_layers)),
         sampling=dataclasses.replace(base.sampling, n=args.samples,

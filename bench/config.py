@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bench.models.hf_backend import GreedyConfig, SamplingConfig
 from bench.models.loading import DEFAULT_MODEL
+from bench.prompts import DEFAULT_TEMPLATE
 
 CACHE_ENV_VAR = "ARBENCH_CACHE"
 
@@ -40,7 +41,7 @@ class RunConfig:
     retriever: str = "bm25s"
     top_k: int = 5
     estimators: list[str] = field(default_factory=lambda: ["all"])
-    template: str = "short_answer"
+    template: str = DEFAULT_TEMPLATE
     greedy: GreedyConfig = field(default_factory=GreedyConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     include_stop_token: bool = True

@@ -16,10 +16,11 @@ from tqdm import tqdm
 from bench.cache import Cache, Record, content_key
 from bench.ledger import Cost
 from bench.models.hf_backend import GreedyConfig, HFBackend, SamplingConfig
-from bench.models.outputs import Generation, SampleSet
+from bench.models.outputs import Generation, SampleSet, canonical_json
+from bench.prompts import Messages
 from retrievers.base import Hit, Retriever
 
-Prompt = tuple[str, str]  # (system, user)
+Prompt = Messages
 
 
 class GenerationStore:
@@ -56,9 +57,9 @@ class GenerationStore:
         return 0 if self._backend is None else self._backend.counter.generate_calls
 
     def _keys(self, kind: str, prompts: Sequence[Prompt], config, extra: dict) -> list[str]:
-        return [content_key(kind, {"model": self.model_key, "system": system, "user": user,
+        return [content_key(kind, {"model": self.model_key, "messages": prompt,
                                    "config": asdict(config), **extra})
-                for system, user in prompts]
+                for prompt in prompts]
 
     def greedy(self, prompts: Sequence[Prompt], config: GreedyConfig, desc: str
                ) -> list[tuple[Generation, Cost]]:
@@ -66,7 +67,7 @@ class GenerationStore:
         keys = self._keys("greedy", prompts, config, {})
 
         def compute(chunk: list[int]) -> list[Record]:
-            texts = [self.backend.chat_prompt(*prompts[i]) for i in chunk]
+            texts = [self.backend.chat_prompt(prompts[i]) for i in chunk]
             gens = self.backend.greedy(texts, config)
             return [_generation_record(g, Cost(1, 1, g.prompt_tokens, g.n_tokens))
                     for g in gens]
@@ -82,7 +83,7 @@ class GenerationStore:
         seeds_from = [_prompt_id(p) for p in prompts]
 
         def compute(chunk: list[int]) -> list[Record]:
-            texts = [self.backend.chat_prompt(*prompts[i]) for i in chunk]
+            texts = [self.backend.chat_prompt(prompts[i]) for i in chunk]
             sets = self.backend.sample(texts, [seeds_from[i] for i in chunk], config, seed)
             records = []
             for sample_set in sets:
@@ -103,7 +104,7 @@ class GenerationStore:
               ) -> list[Record]:
         found = self.cache.get_many(keys)
         missing = sorted({k: i for i, k in enumerate(keys) if k not in found}.items(),
-                         key=lambda item: (len("".join(prompts[item[1]])), item[0]))
+                         key=lambda item: (_prompt_chars(prompts[item[1]]), item[0]))
         if missing:
             bar = tqdm(total=len(missing), desc=desc, unit="q", disable=not self.progress,
                        dynamic_ncols=True)
@@ -129,8 +130,12 @@ def _generation_record(generation: Generation, cost: Cost) -> Record:
     return Record(meta, arrays)
 
 
+def _prompt_chars(prompt: Prompt) -> int:
+    return sum(len(content) for _, content in prompt)
+
+
 def _prompt_id(prompt: Prompt) -> str:
-    return hashlib.sha256("\x00".join(prompt).encode()).hexdigest()
+    return hashlib.sha256(canonical_json(prompt).encode()).hexdigest()
 
 
 class RetrievalStore:

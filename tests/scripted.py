@@ -32,8 +32,8 @@ class ScriptedBackend:
         self.counter = CallCounter()
         self.prompts_seen: list[str] = []
 
-    def chat_prompt(self, system: str, user: str) -> str:
-        return f"{system}|{user}"
+    def chat_prompt(self, messages) -> str:
+        return "|".join(content for _, content in messages)
 
     def greedy(self, prompts, config):
         self.prompts_seen.extend(prompts)

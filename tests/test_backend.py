@@ -15,7 +15,7 @@ CONFIG = GreedyConfig(max_new_tokens=12)
 
 
 def prompts(backend):
-    return [backend.chat_prompt(SYSTEM, q) for q in QUESTIONS]
+    return [backend.chat_prompt((("system", SYSTEM), ("user", q))) for q in QUESTIONS]
 
 
 def teacher_forced(backend, prompt, token_ids, layers):

@@ -12,7 +12,12 @@ from bench.stores import GenerationStore, RetrievalStore
 from retrievers.base import Corpus, Hit, Passage, Retriever
 from tests.scripted import ScriptedBackend
 
-PROMPTS = [("sys", "alpha"), ("sys", "beta"), ("sys", "gamma"), ("sys", "delta")]
+
+def chat(system, user):
+    return (("system", system), ("user", user))
+
+
+PROMPTS = [chat("sys", "alpha"), chat("sys", "beta"), chat("sys", "gamma"), chat("sys", "delta")]
 
 
 def make_store(tmp_path, backend, model_key="model-A", batch_size=2):
@@ -74,7 +79,7 @@ def test_greedy_store_hit_miss_and_invalidation(tmp_path):
     np.testing.assert_array_equal(second[2][0].token_logprobs, first[2][0].token_logprobs)
 
     # One prompt changed: only that one is recomputed.
-    changed = PROMPTS[:3] + [("sys", "epsilon")]
+    changed = PROMPTS[:3] + [chat("sys", "epsilon")]
     again.greedy(changed, config, desc="t")
     assert again_backend.prompts_seen == ["sys|epsilon"]
 
@@ -89,7 +94,7 @@ def test_greedy_store_hit_miss_and_invalidation(tmp_path):
 def test_batches_are_ordered_by_prompt_length_then_key(tmp_path):
     backend = ScriptedBackend()
     store, _ = make_store(tmp_path, backend, batch_size=2)
-    store.greedy([("s", "ccc"), ("s", "a"), ("s", "bb")], GreedyConfig(), desc="t")
+    store.greedy([chat("s", "ccc"), chat("s", "a"), chat("s", "bb")], GreedyConfig(), desc="t")
     assert backend.prompts_seen == ["s|a", "s|bb", "s|ccc"]
 
 

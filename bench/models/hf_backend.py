@@ -90,14 +90,17 @@ class HFBackend:
         self._blank_mask: torch.Tensor | None = None
 
     # -- prompts ----------------------------------------------------------
-    def chat_prompt(self, system: str | None, user: str) -> str:
-        """Render one user turn with the model's chat template."""
-        messages = ([{"role": "system", "content": system}] if system else [])
-        messages.append({"role": "user", "content": user})
+    def chat_prompt(self, messages: Sequence[tuple[str, str]]) -> str:
+        """Render (role, content) turns with the model's chat template.
+
+        A model without a chat template gets the contents joined by blank
+        lines, assistant turns included, ending where the answer starts.
+        """
         if self.tokenizer.chat_template:
-            return self.tokenizer.apply_chat_template(messages, tokenize=False,
-                                                      add_generation_prompt=True)
-        return (system + "\n\n" if system else "") + user + "\n"
+            return self.tokenizer.apply_chat_template(
+                [{"role": role, "content": content} for role, content in messages],
+                tokenize=False, add_generation_prompt=True)
+        return "\n\n".join(content for _, content in messages) + " "
 
     def layers(self, requested: tuple[int, ...] | None) -> tuple[int, ...]:
         chosen = requested or (self.num_layers // 2, self.num_layers)
@@ -147,8 +150,10 @@ class HFBackend:
         input_ids, mask = enc["input_ids"], enc["attention_mask"]
         prompt_lengths = mask.sum(dim=1).tolist()
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        # logits_to_keep=1: the LM head over every prompt position would cost
+        # prompt_len × vocab × hidden FLOPs and memory for nothing.
         out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                         use_cache=True, output_hidden_states=True)
+                         use_cache=True, output_hidden_states=True, logits_to_keep=1)
         cache = out.past_key_values
         logits = out.logits[:, -1, :].float()
         self._vocab_width = logits.shape[-1]
