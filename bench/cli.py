@@ -5,6 +5,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 
 from bench.report import console_table, dumps
@@ -161,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except (DataError, CorpusError, ModelError, KeyError, ValueError) as exc:
+        if os.environ.get("ARBENCH_DEBUG"):
+            raise
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"arbench: error: {message}", file=sys.stderr)
         return 2

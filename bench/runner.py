@@ -131,8 +131,8 @@ def run(config: RunConfig) -> RunResult:
                 "cache_hits": cache.hits, "cache_misses": cache.misses,
                 "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 "torch_threads": torch.get_num_threads()}
-    if store._backend is not None:
-        run_info["lm_work"] = vars(store._backend.counter)
+    if store.lm_work is not None:
+        run_info["lm_work"] = store.lm_work
     directory = Path(config.results_dir) / run_name
     write_results(directory, metrics, config.to_dict(), run_info)
     cache.close()

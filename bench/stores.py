@@ -56,6 +56,11 @@ class GenerationStore:
         """Generate calls made by this process (0 when everything was cached)."""
         return 0 if self._backend is None else self._backend.counter.generate_calls
 
+    @property
+    def lm_work(self) -> dict | None:
+        """The backend's counters, or None if the model was never loaded."""
+        return None if self._backend is None else dict(vars(self._backend.counter))
+
     def _keys(self, kind: str, prompts: Sequence[Prompt], config, extra: dict) -> list[str]:
         return [content_key(kind, {"model": self.model_key, "messages": prompt,
                                    "config": asdict(config), **extra})
