@@ -1,7 +1,6 @@
 """``arbench score``: evaluate answers (and optional estimator scores) produced elsewhere."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -9,6 +8,7 @@ import numpy as np
 
 from bench.data.schema import DataError, Question
 from bench.evaluation import SplitAnswers, evaluate_dataset
+from retrievers.base import read_jsonl_rows
 
 
 def read_predictions(path: str | Path, questions: list[Question]
@@ -20,22 +20,8 @@ def read_predictions(path: str | Path, questions: list[Question]
     same estimators. Ids must match the split exactly (both directions).
     """
     path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8-sig")  # a leading BOM is tolerated
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8: {exc.reason} at byte {exc.start}") from None
     rows: dict[str, dict] = {}
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{lineno}: bad JSON: {exc.msg}") from None
-        if not isinstance(obj, dict):
-            raise DataError(f"{path}:{lineno}: row: expected a JSON object")
+    for lineno, obj in read_jsonl_rows(path, DataError)[1]:
         qid = obj.get("id")
         if not isinstance(qid, str) or not qid:
             raise DataError(f"{path}:{lineno}: field 'id': missing or empty")

@@ -76,6 +76,42 @@ class Corpus:
         return cls(tuple(rows), digest.hexdigest(), source)
 
 
+def read_jsonl_rows(path: str | Path, error: type[Exception]
+                    ) -> tuple[bytes, list[tuple[int, dict]]]:
+    """Raw bytes and ``(line number, object)`` of every non-blank line of a JSONL file.
+
+    Lines are split on ``\n`` only (``str.splitlines`` would also break inside
+    JSON strings holding raw U+2028/U+0085); a leading BOM is tolerated.
+
+    Raises
+    ------
+    error
+        One line naming the file (and line): unreadable file, not UTF-8, bad
+        JSON, or a row that is not a JSON object.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        text = raw.decode("utf-8-sig")
+    except OSError as exc:
+        raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8: {exc.reason} at byte {exc.start}") from None
+    rows = []
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise error(f"{path}:{lineno}: bad JSON: {exc.msg} (column {exc.colno})") from None
+        if not isinstance(obj, dict):
+            raise error(f"{path}:{lineno}: row: expected a JSON object, "
+                        f"got {type(obj).__name__}")
+        rows.append((lineno, obj))
+    return raw, rows
+
+
 def load_corpus_jsonl(path: str | Path) -> Corpus:
     """Read ``{"id", "title", "text"}`` rows, validating each one.
 
@@ -86,18 +122,10 @@ def load_corpus_jsonl(path: str | Path) -> Corpus:
         ``title``, or a duplicate id; the message is ``file:line: field: why``.
     """
     path = Path(path)
-    raw = path.read_bytes()
+    raw, objects = read_jsonl_rows(path, CorpusError)
     rows: list[Passage] = []
     seen: dict[str, int] = {}
-    for lineno, line in enumerate(raw.decode("utf-8").split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CorpusError(f"{path}:{lineno}: bad JSON: {exc.msg}") from None
-        if not isinstance(obj, dict):
-            raise CorpusError(f"{path}:{lineno}: row: expected a JSON object")
+    for lineno, obj in objects:
         for field in ("id", "text"):
             value = obj.get(field)
             if not isinstance(value, str) or not value.strip():

@@ -11,13 +11,12 @@ message ``<file>:<line>: field '<name>': <why>``.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from bench.data.schema import SPLITS, STUDY_DATASETS, DataError, DataSource, Question
-from retrievers.base import Corpus, load_corpus_jsonl
+from retrievers.base import Corpus, load_corpus_jsonl, read_jsonl_rows
 
 #: Corpus file inside a data directory.
 CORPUS_RELPATH = Path("corpus") / "wiki_passages.jsonl"
@@ -163,26 +162,10 @@ def load_questions_jsonl(path: str | Path, dataset: str, split: str) -> list[Que
         file cannot be read, is not UTF-8 or holds no question.
     """
     path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8-sig")  # a leading BOM is tolerated
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8: {exc.reason} at byte {exc.start}") from None
     questions: list[Question] = []
     seen: dict[str, int] = {}
-    # Split on "\n" only: str.splitlines() would also break inside JSON strings
-    # that hold raw U+2028/U+0085 characters.
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
+    for lineno, obj in read_jsonl_rows(path, DataError)[1]:
         where = f"{path}:{lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{where}: bad JSON: {exc.msg} (column {exc.colno})") from None
-        if not isinstance(obj, dict):
-            raise DataError(f"{where}: row: expected a JSON object, got {_type_name(obj)}")
         qid = check_text(obj, "id", where)
         question = check_text(obj, "question", where)
         if "answers" not in obj:
