@@ -4,11 +4,16 @@ Importing this package registers the built-in estimators; third-party
 packages add theirs with the same :func:`register` decorator.
 """
 from estimators import (  # noqa: F401  (imports register the estimators)
+    answer_entropy,
+    eigenscore,
+    energy,
     lexical_similarity,
+    monte_carlo_entropy,
     self_certainty,
     self_consistency,
     sequence_probability,
     token_entropy,
+    token_probability,
 )
 from estimators.base import (
     ESTIMATORS,

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import math
-from collections import Counter
 
-from bench.metrics.qa import normalize
+from estimators.answer_entropy import answer_frequencies
 from estimators.base import SAMPLES, Estimator, StatBundle, register
 
 
@@ -22,7 +21,5 @@ class SelfConsistency(Estimator):
     summary = "1 - (majority answer count)/N over normalised samples"
 
     def score(self, stats: StatBundle) -> float:
-        answers = [normalize(text) for text in stats[SAMPLES].texts]
-        if not answers:
-            return math.nan
-        return 1.0 - Counter(answers).most_common(1)[0][1] / len(answers)
+        frequencies = answer_frequencies(stats[SAMPLES].texts)
+        return 1.0 - max(frequencies.values()) if frequencies else math.nan
