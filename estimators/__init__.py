@@ -29,3 +29,7 @@ from estimators.base import (
 
 __all__ = ["ESTIMATORS", "GREEDY", "SAMPLES", "Estimator", "EstimatorOptions", "StatBundle",
            "Statistic", "create", "register"]
+
+from estimators.plugins import load_plugins  # noqa: E402  (after the built-ins: plugins may import them)
+
+PLUGINS = load_plugins()
