@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
+import numpy as np
+
 from bench.models.outputs import Generation, SampleSet
 
 T = TypeVar("T")
@@ -102,6 +104,26 @@ class Estimator(ABC):
 
     def steps(self, generation: Generation) -> slice:
         return generation.answer_steps(self.options.include_stop_token)
+
+
+class GreedyStepAggregate(Estimator):
+    """A per-step quantity of the greedy answer, reduced over the answer steps.
+
+    Subclasses give :meth:`per_step` and a ``reduce`` function (mean, max, ...);
+    the global EOS policy chooses the steps.
+    """
+
+    family = "logit"
+    requires = (GREEDY,)
+    reduce: ClassVar[Callable[[np.ndarray], float]] = staticmethod(np.mean)
+
+    @abstractmethod
+    def per_step(self, greedy: Generation) -> np.ndarray:
+        """One value per generation step."""
+
+    def score(self, stats: StatBundle) -> float:
+        greedy = stats[GREEDY]
+        return float(self.reduce(self.per_step(greedy)[self.steps(greedy)]))
 
 
 ESTIMATORS: dict[str, type[Estimator]] = {}

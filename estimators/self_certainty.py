@@ -5,11 +5,12 @@ import math
 
 import numpy as np
 
-from estimators.base import GREEDY, Estimator, StatBundle, register
+from bench.models.outputs import Generation
+from estimators.base import GreedyStepAggregate, register
 
 
 @register
-class SelfCertainty(Estimator):
+class SelfCertainty(GreedyStepAggregate):
     """U = -SC with SC = (1/n) sum_t KL(Uniform_V || p_t).
 
     KL(U || p_t) = -log V - (1/V) sum_v log p_t(v), so
@@ -19,11 +20,9 @@ class SelfCertainty(Estimator):
     """
 
     name = "self_certainty"
-    family = "logit"
-    requires = (GREEDY,)
     summary = "-(1/n) sum_t KL(Uniform_V || p_t)"
+    reduce = staticmethod(np.mean)
 
-    def score(self, stats: StatBundle) -> float:
-        greedy = stats[GREEDY]
-        mean_logprob = greedy.mean_logprobs[self.steps(greedy)].astype(np.float64)
-        return float(np.mean(math.log(greedy.vocab_size) + mean_logprob))
+    def per_step(self, greedy: Generation) -> np.ndarray:
+        """log V + mean_v log p_t(v) = -KL(Uniform_V || p_t)."""
+        return math.log(greedy.vocab_size) + greedy.mean_logprobs.astype(np.float64)

@@ -3,33 +3,30 @@ from __future__ import annotations
 
 import numpy as np
 
-from estimators.base import GREEDY, Estimator, StatBundle, register
+from bench.models.outputs import Generation
+from estimators.base import GreedyStepAggregate, register
+
+
+class _NegLogLikelihood(GreedyStepAggregate):
+    def per_step(self, greedy: Generation) -> np.ndarray:
+        """-log p_t(y_t)."""
+        return -greedy.token_logprobs.astype(np.float64)
 
 
 @register
-class Perplexity(Estimator):
+class Perplexity(_NegLogLikelihood):
     """U = -(1/n) sum_t log p(y_t): log-perplexity (Fomicheva et al. 2020)."""
 
     name = "perplexity"
-    family = "logit"
-    requires = (GREEDY,)
     study_name = "Perplexity"
     summary = "-(1/n) sum_t log p_t(y_t)"
-
-    def score(self, stats: StatBundle) -> float:
-        greedy = stats[GREEDY]
-        return float(-np.mean(greedy.token_logprobs[self.steps(greedy)]))
+    reduce = staticmethod(np.mean)
 
 
 @register
-class MaximumSequenceProbability(Estimator):
+class MaximumSequenceProbability(_NegLogLikelihood):
     """U = -sum_t log p(y_t): the sequence negative log-likelihood."""
 
     name = "maximum_sequence_probability"
-    family = "logit"
-    requires = (GREEDY,)
     summary = "-sum_t log p_t(y_t)"
-
-    def score(self, stats: StatBundle) -> float:
-        greedy = stats[GREEDY]
-        return float(-np.sum(greedy.token_logprobs[self.steps(greedy)]))
+    reduce = staticmethod(np.sum)

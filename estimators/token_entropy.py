@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from estimators.base import GREEDY, Estimator, StatBundle, register
+from bench.models.outputs import Generation
+from estimators.base import GreedyStepAggregate, register
 
 
-class _TokenEntropy(Estimator):
-    family = "logit"
-    requires = (GREEDY,)
-    _reduce = staticmethod(np.mean)
-
-    def score(self, stats: StatBundle) -> float:
-        greedy = stats[GREEDY]
-        return float(self._reduce(greedy.entropies[self.steps(greedy)]))
+class _TokenEntropy(GreedyStepAggregate):
+    def per_step(self, greedy: Generation) -> np.ndarray:
+        return greedy.entropies
 
 
 @register
@@ -28,7 +24,7 @@ class MeanTokenEntropy(_TokenEntropy):
     name = "mean_token_entropy"
     study_name = "MeanTokenEntropy"
     summary = "mean over answer steps of the full-distribution entropy H_t"
-    _reduce = staticmethod(np.mean)
+    reduce = staticmethod(np.mean)
 
 
 @register
@@ -38,7 +34,7 @@ class MaxTokenEntropy(_TokenEntropy):
     name = "max_token_entropy"
     study_name = "MaxTokenEntropy"
     summary = "max over answer steps of H_t"
-    _reduce = staticmethod(np.max)
+    reduce = staticmethod(np.max)
 
 
 @register
@@ -48,7 +44,7 @@ class MedianTokenEntropy(_TokenEntropy):
     name = "median_token_entropy"
     study_name = "MedianTokenEntropy"
     summary = "median over answer steps of H_t"
-    _reduce = staticmethod(np.median)
+    reduce = staticmethod(np.median)
 
 
 @register
@@ -58,4 +54,4 @@ class MinTokenEntropy(_TokenEntropy):
     name = "min_token_entropy"
     study_name = "MinTokenEntropy"
     summary = "min over answer steps of H_t"
-    _reduce = staticmethod(np.min)
+    reduce = staticmethod(np.min)

@@ -10,22 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from estimators.base import GREEDY, Estimator, StatBundle, register
+from bench.models.outputs import Generation
+from estimators.base import GreedyStepAggregate, register
 
 
-def _token_probs(estimator: Estimator, stats: StatBundle) -> np.ndarray:
-    """p_t(y_t) over the answer steps chosen by the global EOS policy."""
-    greedy = stats[GREEDY]
-    return np.exp(greedy.token_logprobs[estimator.steps(greedy)].astype(np.float64))
-
-
-class _NegTokenProb(Estimator):
-    family = "logit"
-    requires = (GREEDY,)
-    _reduce = staticmethod(np.mean)
-
-    def score(self, stats: StatBundle) -> float:
-        return float(self._reduce(-_token_probs(self, stats)))
+class _NegTokenProb(GreedyStepAggregate):
+    def per_step(self, greedy: Generation) -> np.ndarray:
+        """q_t = -p_t(y_t)."""
+        return -np.exp(greedy.token_logprobs.astype(np.float64))
 
 
 @register
@@ -41,7 +33,7 @@ class NegMeanTokenProb(_NegTokenProb):
     name = "neg_mean_token_prob"
     study_name = "MeanMaximumTokenProbability"
     summary = "-mean_t p_t(y_t)"
-    _reduce = staticmethod(np.mean)
+    reduce = staticmethod(np.mean)
 
 
 @register
@@ -57,7 +49,7 @@ class NegMinTokenProb(_NegTokenProb):
     name = "neg_min_token_prob"
     study_name = "MaxMaximumTokenProbability"
     summary = "-min_t p_t(y_t) (study: MaxMaximumTokenProbability)"
-    _reduce = staticmethod(np.max)
+    reduce = staticmethod(np.max)
 
 
 @register
@@ -72,7 +64,7 @@ class NegMedianTokenProb(_NegTokenProb):
     name = "neg_median_token_prob"
     study_name = "MedianMaximumTokenProbability"
     summary = "-median_t p_t(y_t)"
-    _reduce = staticmethod(np.median)
+    reduce = staticmethod(np.median)
 
 
 @register
@@ -88,11 +80,11 @@ class NegMaxTokenProb(_NegTokenProb):
     name = "neg_max_token_prob"
     study_name = "MinMaximumTokenProbability"
     summary = "-max_t p_t(y_t) (study: MinMaximumTokenProbability)"
-    _reduce = staticmethod(np.min)
+    reduce = staticmethod(np.min)
 
 
 @register
-class FlareMinProb(Estimator):
+class FlareMinProb(GreedyStepAggregate):
     """U = 1 - min_t p_t(y_t): FLARE's retrieval trigger as a score.
 
     FLARE retrieves when any look-ahead token has p < theta, i.e. iff
@@ -106,9 +98,9 @@ class FlareMinProb(Estimator):
     """
 
     name = "flare_min_prob"
-    family = "logit"
-    requires = (GREEDY,)
     summary = "1 - min_t p_t(y_t) (FLARE trigger; retrieve iff U > 1 - theta)"
 
-    def score(self, stats: StatBundle) -> float:
-        return float(1.0 - np.min(_token_probs(self, stats)))
+    reduce = staticmethod(np.max)
+
+    def per_step(self, greedy: Generation) -> np.ndarray:
+        return 1.0 - np.exp(greedy.token_logprobs.astype(np.float64))
