@@ -36,6 +36,7 @@ from estimators.base import (
     register,
 )
 from estimators.lexical_similarity import lcs_length, rouge_l_f1, rouge_tokens
+from tests.builders import generation_from_logits
 
 TOL = 1e-6  # the backend stores float32; its rounding error is ~1e-7 here
 
@@ -59,32 +60,10 @@ def make_generation(dists, chosen=None, *, stop_reason="eos", text="answer",
     (0 log 0 = 0) and -inf to the mean log-probability.
     """
     p = np.asarray(dists, dtype=np.float64)
-    n, vocab = p.shape
     assert np.allclose(p.sum(axis=1), 1.0)
-    ids = p.argmax(axis=1) if chosen is None else np.asarray(chosen)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logp = np.log(p)
-        plogp = np.where(p > 0, p * logp, 0.0)
-    chosen_lp = logp[np.arange(n), ids]
-    top_ids = np.argsort(-p, axis=1, kind="stable")[:, :k]
-    top_lp = np.take_along_axis(logp, top_ids, axis=1)
-    return Generation(
-        text=text,
-        token_ids=ids.astype(np.int64),
-        token_logprobs=chosen_lp.astype(np.float32),
-        entropies=(-plogp.sum(axis=1)).astype(np.float32),
-        mean_logprobs=logp.mean(axis=1).astype(np.float32),
-        logsumexp=np.log(p.sum(axis=1)).astype(np.float32),
-        topk_ids=top_ids.astype(np.int64),
-        topk_logprobs=top_lp.astype(np.float32),
-        sampling_logprobs=chosen_lp.astype(np.float32),
-        hidden_mean=np.zeros((2, 3), dtype=np.float32),
-        hidden_last=np.zeros((2, 3), dtype=np.float32),
-        layers=np.array([1, 2], dtype=np.int64),
-        stop_reason=stop_reason,
-        prompt_tokens=5,
-        vocab_size=vocab,
-    )
+    with np.errstate(divide="ignore"):
+        return generation_from_logits(np.log(p), chosen, stop_reason=stop_reason, text=text,
+                                      k=k)
 
 
 def greedy_bundle(generation: Generation, qid: str = "q1") -> StatBundle:

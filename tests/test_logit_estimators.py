@@ -30,6 +30,7 @@ import pytest
 import estimators  # noqa: F401  (registers the built-in estimators)
 from bench.models.outputs import Generation
 from estimators.base import GREEDY, EstimatorOptions, StatBundle, create
+from tests.builders import generation_from_logits
 
 TOL = 1e-6  # the backend stores float32; its rounding error is ~1e-7 here
 
@@ -52,32 +53,7 @@ NEW_ESTIMATORS = {
 # --------------------------------------------------------------------------- helpers
 def from_logits(logits, chosen=None, *, stop_reason="eos", k=2) -> Generation:
     """A Generation whose per-step fields derive from raw logits ``(n, V)``."""
-    z = np.asarray(logits, dtype=np.float64)
-    n, vocab = z.shape
-    top = z.max(axis=1, keepdims=True)
-    lse = (top + np.log(np.exp(z - top).sum(axis=1, keepdims=True)))[:, 0]
-    logp = z - lse[:, None]
-    p = np.exp(logp)
-    ids = z.argmax(axis=1) if chosen is None else np.asarray(chosen)
-    chosen_lp = logp[np.arange(n), ids]
-    top_ids = np.argsort(-z, axis=1, kind="stable")[:, :k]
-    return Generation(
-        text="answer",
-        token_ids=ids.astype(np.int64),
-        token_logprobs=chosen_lp.astype(np.float32),
-        entropies=(-(p * logp).sum(axis=1)).astype(np.float32),
-        mean_logprobs=logp.mean(axis=1).astype(np.float32),
-        logsumexp=lse.astype(np.float32),
-        topk_ids=top_ids.astype(np.int64),
-        topk_logprobs=np.take_along_axis(logp, top_ids, axis=1).astype(np.float32),
-        sampling_logprobs=chosen_lp.astype(np.float32),
-        hidden_mean=np.zeros((2, 3), dtype=np.float32),
-        hidden_last=np.zeros((2, 3), dtype=np.float32),
-        layers=np.array([1, 2], dtype=np.int64),
-        stop_reason=stop_reason,
-        prompt_tokens=5,
-        vocab_size=vocab,
-    )
+    return generation_from_logits(logits, chosen, stop_reason=stop_reason, k=k)
 
 
 def from_probs(dists, chosen=None, **kwargs) -> Generation:
