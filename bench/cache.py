@@ -19,7 +19,7 @@ import numpy as np
 
 from bench.models.outputs import canonical_json
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def content_key(kind: str, parts: Mapping) -> str:

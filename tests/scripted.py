@@ -19,9 +19,11 @@ def scripted_generation(text: str, seed: int = 0) -> Generation:
         entropies=rng.random(3).astype(np.float32), mean_logprobs=-rng.random(3).astype(
             np.float32) - 5, logsumexp=np.zeros(3, np.float32),
         topk_ids=np.zeros((3, 2), np.int64), topk_logprobs=np.zeros((3, 2), np.float32),
-        sampling_logprobs=logprobs, hidden_mean=np.zeros((2, 4), np.float32),
-        hidden_last=np.zeros((2, 4), np.float32), layers=np.array([1, 2]),
-        stop_reason="eos", prompt_tokens=7, vocab_size=16)
+        sampling_logprobs=logprobs, root_mass_t2=np.zeros(3, np.float32),
+        hidden_mean=np.zeros((2, 4), np.float32), hidden_last=np.zeros((2, 4), np.float32),
+        prompt_hidden_mean=np.zeros((2, 4), np.float32),
+        prompt_hidden_last=np.zeros((2, 4), np.float32), layers=np.array([1, 2]),
+        token_texts=tuple(text[:3].ljust(3)), stop_reason="eos", prompt_tokens=7, vocab_size=16)
 
 
 class ScriptedBackend:

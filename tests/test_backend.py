@@ -30,7 +30,14 @@ def teacher_forced(backend, prompt, token_ids, layers):
     chosen = logp.gather(1, torch.as_tensor(token_ids)[:, None])[:, 0]
     entropy = -(logp.exp() * logp).sum(-1)
     hidden = torch.stack([out.hidden_states[layer][0, steps] for layer in layers], 0)
-    return chosen.numpy(), entropy.numpy(), logp.mean(-1).numpy(), hidden.numpy()
+    tempered = torch.softmax(out.logits[0, steps].float() / 2, -1)
+    every = torch.stack([out.hidden_states[layer][0, :-1] for layer in layers], 0)
+    return {"logprob": chosen.numpy(), "entropy": entropy.numpy(),
+            "mean_lp": logp.mean(-1).numpy(), "hidden": hidden.numpy(),
+            "root_mass_t2": tempered.sqrt().sum(-1).log().numpy(),
+            "prompt_hidden": torch.stack([out.hidden_states[layer][0, :len(ids)]
+                                          for layer in layers], 0).numpy(),
+            "sequence_mean": every.mean(dim=1).numpy()}
 
 
 def test_greedy_statistics_match_a_teacher_forced_pass(fp32_backend):
@@ -39,13 +46,21 @@ def test_greedy_statistics_match_a_teacher_forced_pass(fp32_backend):
     for prompt, gen in zip(prompts(backend), gens):
         assert gen.n_tokens >= 1 and gen.text
         layers = tuple(int(x) for x in gen.layers)
-        logprob, entropy, mean_lp, hidden = teacher_forced(backend, prompt, gen.token_ids, layers)
+        ref = teacher_forced(backend, prompt, gen.token_ids, layers)
         # The loop ran left-padded in a batch of 3; the check runs one unpadded sequence.
-        np.testing.assert_allclose(gen.token_logprobs, logprob, atol=2e-3)
-        np.testing.assert_allclose(gen.entropies, entropy, atol=2e-3)
-        np.testing.assert_allclose(gen.mean_logprobs, mean_lp, atol=2e-3)
-        np.testing.assert_allclose(gen.hidden_mean, hidden.mean(axis=1), atol=2e-3)
-        np.testing.assert_allclose(gen.hidden_last, hidden[:, -1], atol=2e-3)
+        np.testing.assert_allclose(gen.token_logprobs, ref["logprob"], atol=2e-3)
+        np.testing.assert_allclose(gen.entropies, ref["entropy"], atol=2e-3)
+        np.testing.assert_allclose(gen.mean_logprobs, ref["mean_lp"], atol=2e-3)
+        np.testing.assert_allclose(gen.root_mass_t2, ref["root_mass_t2"], atol=2e-3)
+        np.testing.assert_allclose(gen.hidden_mean, ref["hidden"].mean(axis=1), atol=2e-3)
+        np.testing.assert_allclose(gen.hidden_last, ref["hidden"][:, -1], atol=2e-3)
+        np.testing.assert_allclose(gen.prompt_hidden_mean, ref["prompt_hidden"].mean(axis=1),
+                                   atol=2e-3)
+        np.testing.assert_allclose(gen.prompt_hidden_last, ref["prompt_hidden"][:, -1],
+                                   atol=2e-3)
+        np.testing.assert_allclose(gen.sequence_hidden_mean(), ref["sequence_mean"], atol=2e-3)
+        text_tokens = gen.token_texts if gen.stop_reason == "length" else gen.token_texts[:-1]
+        assert "".join(text_tokens).strip() == gen.text
         # Greedy: every chosen token is the argmax, so it heads the top-k list.
         np.testing.assert_array_equal(gen.topk_ids[:, 0], gen.token_ids)
         assert gen.prompt_tokens == len(backend.tokenizer(prompt, add_special_tokens=False)

@@ -543,7 +543,7 @@ def through_disk(meta: dict, arrays: dict) -> tuple[dict, dict]:
 def test_generation_round_trip():
     g = make_generation(THREE_STEPS, THREE_CHOSEN, stop_reason="newline", text="Zürich")
     meta, arrays = g.to_record()
-    assert set(meta) == {"text", "stop_reason", "prompt_tokens", "vocab_size"}
+    assert set(meta) == {"text", "token_texts", "stop_reason", "prompt_tokens", "vocab_size"}
     assert_generation_equal(Generation.from_record(meta, arrays), g)
     assert_generation_equal(Generation.from_record(*through_disk(meta, arrays)), g)
     # prefixed records

@@ -61,9 +61,13 @@ def sample(token_logprobs=(-0.5,), *, text="answer", hidden=None, layers=(15, 30
         topk_logprobs=np.zeros((n, 2), dtype=np.float32),
         sampling_logprobs=(np.zeros(n, dtype=np.float32) if sampling_logprobs is None
                            else np.asarray(sampling_logprobs, dtype=np.float32)),
+        root_mass_t2=np.zeros(n, dtype=np.float32),
         hidden_mean=np.full_like(hidden, 99.0, dtype=np.float32),  # must never be read
         hidden_last=hidden.astype(np.float32),
+        prompt_hidden_mean=np.full_like(hidden, 99.0, dtype=np.float32),
+        prompt_hidden_last=np.full_like(hidden, 99.0, dtype=np.float32),
         layers=np.asarray(layers, dtype=np.int64),
+        token_texts=tuple(f"t{i}" for i in range(n)),
         stop_reason=stop_reason,
         prompt_tokens=5,
         vocab_size=4,

@@ -158,6 +158,10 @@ class HFBackend:
         logits = out.logits[:, -1, :].float()
         self._vocab_width = logits.shape[-1]
         hidden = torch.stack([out.hidden_states[i][:, -1, :] for i in layers], dim=1).float()
+        weights = (mask / mask.sum(dim=1, keepdim=True)).float()[:, None, :, None]
+        prompt_mean = (torch.stack([out.hidden_states[i] for i in layers], dim=1).float()
+                       * weights).sum(dim=2)
+        prompt_last = hidden.clone()
         if repeat > 1:
             cache.batch_repeat_interleave(repeat)
             logits = logits.repeat_interleave(repeat, dim=0)
@@ -188,6 +192,7 @@ class HFBackend:
                 chosen, sample_lp = _sample_top_k(logits, config.temperature, config.top_k,
                                                   generators)
             probs = logp.exp()
+            logp_t2 = torch.log_softmax(logits / 2.0, dim=-1)
             top_lp, top_ids = logp.topk(k_alt, dim=-1)
             active = ~done
             steps.append({
@@ -196,6 +201,7 @@ class HFBackend:
                 "entropy": -torch.where(probs > 0, probs * logp, 0.0).sum(-1),
                 "mean_logprob": logp.mean(-1),
                 "logsumexp": torch.logsumexp(logits, dim=-1), "sampling_logprob": sample_lp,
+                "root_mass_t2": torch.logsumexp(0.5 * logp_t2, dim=-1),
                 "top_ids": top_ids, "top_lp": top_lp, "active": active.clone()})
             hidden_sum += hidden * active[:, None, None]
             hidden_last = torch.where(active[:, None, None], hidden, hidden_last)
@@ -219,13 +225,15 @@ class HFBackend:
             logits = out.logits[:, -1, :].float()
             hidden = torch.stack([out.hidden_states[i][:, -1, :] for i in layers], dim=1).float()
         generations = self._collect(steps, stop_reason, hidden_sum, hidden_last, n_steps,
-                                    layers, [prompt_lengths[r // repeat] for r in range(rows)])
+                                    layers, [prompt_lengths[r // repeat] for r in range(rows)],
+                                    prompt_mean.repeat_interleave(repeat, dim=0),
+                                    prompt_last.repeat_interleave(repeat, dim=0))
         elapsed = time.perf_counter() - started
         self._count(prompts, prompt_lengths, generations, repeat, elapsed, len(steps))
         return generations
 
     def _collect(self, steps, stop_reason, hidden_sum, hidden_last, n_steps, layers,
-                 prompt_lengths) -> list[Generation]:
+                 prompt_lengths, prompt_mean, prompt_last) -> list[Generation]:
         stacked = {name: torch.stack([s[name] for s in steps], dim=1) for name in steps[0]}
         layer_arr = np.asarray(layers, dtype=np.int64)
         vocab_size = int(self._vocab_width)
@@ -245,11 +253,19 @@ class HFBackend:
                 topk_ids=take["top_ids"].astype(np.int64),
                 topk_logprobs=take["top_lp"].astype(np.float32),
                 sampling_logprobs=take["sampling_logprob"].astype(np.float32),
+                root_mass_t2=take["root_mass_t2"].astype(np.float32),
                 hidden_mean=(hidden_sum[r] / max(n, 1)).numpy().astype(np.float32),
                 hidden_last=hidden_last[r].numpy().astype(np.float32),
-                layers=layer_arr, stop_reason=stop_reason[r],
+                prompt_hidden_mean=prompt_mean[r].numpy().astype(np.float32),
+                prompt_hidden_last=prompt_last[r].numpy().astype(np.float32),
+                layers=layer_arr, token_texts=tuple(self.token_texts(ids)),
+                stop_reason=stop_reason[r],
                 prompt_tokens=int(prompt_lengths[r]), vocab_size=vocab_size))
         return generations
+
+    def token_texts(self, ids) -> list[str]:
+        """Each token decoded on its own, special tokens as their names."""
+        return [self.tokenizer.decode([int(i)]) for i in ids]
 
     def _count(self, prompts, prompt_lengths, generations, repeat, elapsed, n_steps) -> None:
         c = self.counter

@@ -39,11 +39,19 @@ class Generation:
     sampling_logprobs : (n,) float32
         log-probability under the distribution actually sampled from
         (temperature and top-k applied); equals ``token_logprobs`` for greedy.
+    root_mass_t2 : (n,) float32
+        log sum_v sqrt(p~_t(v)) with p~_t = softmax(logits / 2): the one
+        full-vocabulary reduction Renyi (alpha 0.5) and Fisher-Rao at T=2 need.
     hidden_mean, hidden_last : (L, d) float32
         Hidden states of the recorded layers, averaged over the generation
         steps / taken at the final step (the one that emitted the stop token).
+    prompt_hidden_mean, prompt_hidden_last : (L, d) float32
+        The same layers averaged over the prompt's tokens (padding masked) /
+        at the last prompt token, i.e. before anything is generated.
     layers : (L,) int64
         Indices into the model's hidden-state tuple (0 = embeddings).
+    token_texts : tuple of str
+        Each emitted token decoded on its own (word grouping, NLI on tokens).
     stop_reason : str
         One of :data:`STOP_REASONS`.
     prompt_tokens : int
@@ -61,9 +69,13 @@ class Generation:
     topk_ids: np.ndarray
     topk_logprobs: np.ndarray
     sampling_logprobs: np.ndarray
+    root_mass_t2: np.ndarray
     hidden_mean: np.ndarray
     hidden_last: np.ndarray
+    prompt_hidden_mean: np.ndarray
+    prompt_hidden_last: np.ndarray
     layers: np.ndarray
+    token_texts: tuple[str, ...]
     stop_reason: str
     prompt_tokens: int
     vocab_size: int
@@ -83,8 +95,27 @@ class Generation:
             return slice(0, n)
         return slice(0, n - 1)
 
+    def sequence_hidden_mean(self) -> np.ndarray:
+        """(L, d) mean over every prompt and answer position fed to the model.
+
+        Generation step 1 reads the last prompt position, so that position is
+        counted once; the final emitted token is never fed back and is absent.
+        """
+        prompt, steps = self.prompt_tokens, self.n_tokens
+        total = (prompt * self.prompt_hidden_mean.astype(np.float64)
+                 + steps * self.hidden_mean.astype(np.float64)
+                 - (self.prompt_hidden_last.astype(np.float64) if steps else 0.0))
+        return (total / max(prompt + steps - (1 if steps else 0), 1)).astype(np.float32)
+
+    def layer_index(self, layer: int) -> int:
+        """Row of ``layer`` in the (L, d) hidden-state arrays."""
+        rows = np.flatnonzero(self.layers == layer)
+        if rows.size == 0:
+            raise KeyError(f"hidden layer {layer} was not recorded (have {self.layers.tolist()})")
+        return int(rows[0])
+
     # -- serialisation -------------------------------------------------
-    _SCALARS = ("text", "stop_reason", "prompt_tokens", "vocab_size")
+    _SCALARS = ("text", "token_texts", "stop_reason", "prompt_tokens", "vocab_size")
 
     def to_record(self, prefix: str = "") -> tuple[dict, dict[str, np.ndarray]]:
         """Split into JSON-able scalars and named arrays."""
@@ -97,6 +128,7 @@ class Generation:
     def from_record(cls, meta: dict, arrays: dict[str, np.ndarray],
                     prefix: str = "") -> Generation:
         kwargs = {k: meta[prefix + k] for k in cls._SCALARS}
+        kwargs["token_texts"] = tuple(kwargs["token_texts"])
         kwargs.update({f.name: arrays[prefix + f.name] for f in fields(cls)
                        if f.name not in cls._SCALARS})
         return cls(**kwargs)
