@@ -1,4 +1,4 @@
-"""Command line: ``arbench run | score | estimators``."""
+"""Command line: ``arbench run | rescore | score | estimators``."""
 from __future__ import annotations
 
 import argparse
@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--template", default=defaults.template, choices=sorted(TEMPLATES),
                      help="prompt template (bench/prompts.py)")
     run.add_argument("--estimators", nargs="+", default=["all"])
+    run.add_argument("--judge", default=defaults.judge,
+                     help="similarity/entailment judge: minilm (offline default), lm, "
+                          "nli or nli:<hub id or directory>")
+    run.add_argument("--background-passages", type=int, default=defaults.background_passages,
+                     help="corpus passages embedded for relative Mahalanobis")
     run.add_argument("--samples", type=int, default=defaults.sampling.n)
     run.add_argument("--temperature", type=float, default=defaults.sampling.temperature)
     run.add_argument("--sample-top-k", type=int, default=defaults.sampling.top_k)
@@ -76,6 +81,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     est = sub.add_parser("estimators", help="list registered estimators")
     est.add_argument("--json", action="store_true")
+    est.add_argument("--markdown", action="store_true", help="the README's table")
+
+    rescore = sub.add_parser(
+        "rescore", help="re-evaluate estimators over a previous run's cached statistics "
+                        "without any LM call (fails naming what is not cached)")
+    rescore.add_argument("run_dir", help="a results folder written by `arbench run`")
+    rescore.add_argument("--estimators", nargs="+", default=None,
+                         help="estimators to evaluate (default: the run's own)")
+    rescore.add_argument("--run-name", default=None,
+                         help="output folder name (default: <run>-rescored)")
+    rescore.add_argument("--cache-dir", default=None, help="default: the run's cache")
+    rescore.add_argument("--results-dir", default=None,
+                         help="default: the folder holding run_dir")
+    rescore.add_argument("--json", action="store_true")
     return parser
 
 
@@ -92,7 +111,8 @@ def _run(args) -> int:
         run_name=args.run_name, data_dir=args.data_dir, hub=args.hub, corpus=args.corpus,
         datasets=args.datasets, limit=args.limit, model=args.model, dtype=args.dtype,
         trust_remote_code=args.trust_remote_code, retriever=args.retriever, top_k=args.top_k,
-        estimators=args.estimators, template=args.template,
+        estimators=args.estimators, judge=args.judge,
+        background_passages=args.background_passages, template=args.template,
         greedy=dataclasses.replace(base.greedy, max_new_tokens=args.max_new_tokens,
                                    layers=_layers(args.hidden_layers)),
         sampling=dataclasses.replace(base.sampling, n=args.samples,
@@ -102,8 +122,30 @@ def _run(args) -> int:
         include_stop_token=not args.exclude_stop_token, seed=args.seed,
         dev_fraction=args.dev_fraction, batch_size=args.batch_size, threads=args.threads,
         cache_dir=args.cache_dir, results_dir=args.results_dir, progress=not args.no_progress)
-    result = run(config)
-    if args.json:
+    return _report(run(config), args.json)
+
+
+def _rescore(args) -> int:
+    from pathlib import Path
+
+    from bench.config import RunConfig
+    from bench.runner import run
+
+    run_dir = Path(args.run_dir)
+    saved = run_dir / "config.json"
+    if not saved.exists():
+        raise ValueError(f"{saved}: not found; rescore needs a folder written by arbench run")
+    config = RunConfig.from_dict(json.loads(saved.read_text()))
+    config.run_name = args.run_name or f"{run_dir.name}-rescored"
+    config.results_dir = args.results_dir or str(run_dir.parent)
+    config.cache_dir = args.cache_dir or config.cache_dir
+    config.estimators = args.estimators or config.estimators
+    config.progress = False
+    return _report(run(config, allow_model=False), args.json)
+
+
+def _report(result, as_json: bool) -> int:
+    if as_json:
         print(dumps(result.metrics), end="")
     else:
         print(console_table(result.metrics))
@@ -131,23 +173,51 @@ def _score(args) -> int:
     return 0
 
 
-def _estimators(args) -> int:
+def estimator_listing() -> list[dict]:
+    """Every registered estimator with family, training, statistics and extra LM cost."""
     import estimators
+    from estimators.base import TrainedEstimator, lm_cost
 
     listing = []
     for name in sorted(estimators.ESTIMATORS):
         cls = estimators.ESTIMATORS[name]
         listing.append({"name": name, "family": cls.family, "study_name": cls.study_name,
+                        "training": cls.training if issubclass(cls, TrainedEstimator)
+                        else "untrained",
                         "requires": [s.name for s in cls.requires],
-                        "extra_generate_calls": [s.extra_generate_calls for s in cls.requires
-                                                 if s.extra_generate_calls],
-                        "summary": cls.summary})
+                        "lm_cost": lm_cost(cls.requires), "summary": cls.summary})
+    return listing
+
+
+def _cost_text(cost: dict) -> str:
+    parts = [f"+{cost['generate_calls']} gen" if cost["generate_calls"] != "0" else "",
+             f"+{cost['forward_passes']} fwd" if cost["forward_passes"] != "0" else "",
+             cost["aux"]]
+    return ", ".join(p for p in parts if p) or "0"
+
+
+def estimator_table_markdown() -> str:
+    """The README's estimator table, generated from the registry."""
+    lines = ["| name | family | training | statistics | extra cost per question | "
+             "study column | definition |", "|---|---|---|---|---|---|---|"]
+    for item in estimator_listing():
+        cells = [f"`{item['name']}`", item["family"], item["training"],
+                 ", ".join(item["requires"]), _cost_text(item["lm_cost"]),
+                 item["study_name"] or "", item["summary"]]
+        lines.append("| " + " | ".join(c.replace("|", "&#124;") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _estimators(args) -> int:
+    listing = estimator_listing()
     if args.json:
         print(json.dumps(listing, indent=2))
+    elif args.markdown:
+        print(estimator_table_markdown(), end="")
     else:
         for item in listing:
-            print(f"{item['name']:<30} {item['family']:<12} requires "
-                  f"{','.join(item['requires']):<16} {item['summary']}")
+            print(f"{item['name']:<32} {item['family']:<18} {_cost_text(item['lm_cost']):<28} "
+                  f"{item['summary']}")
     return 0
 
 
@@ -158,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    handlers = {"run": _run, "score": _score, "estimators": _estimators}
+    handlers = {"run": _run, "score": _score, "estimators": _estimators, "rescore": _rescore}
     try:
         return handlers[args.command](args)
     except (DataError, CorpusError, ModelError, KeyError, ValueError) as exc:

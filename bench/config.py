@@ -41,6 +41,10 @@ class RunConfig:
     retriever: str = "bm25s"
     top_k: int = 5
     estimators: list[str] = field(default_factory=lambda: ["all"])
+    #: Similarity/entailment judge for consistency estimators (bench.judges).
+    judge: str = "minilm"
+    #: Corpus passages embedded as relative Mahalanobis's background.
+    background_passages: int = 200
     template: str = DEFAULT_TEMPLATE
     greedy: GreedyConfig = field(default_factory=GreedyConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -55,6 +59,22 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunConfig:
+        """Inverse of :meth:`to_dict` (a saved ``config.json``); unknown keys are errors."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"config has unknown field(s) {unknown}")
+        values = dict(data)
+        for name, kind in (("greedy", GreedyConfig), ("sampling", SamplingConfig)):
+            if name in values:
+                part = dict(values[name])
+                if part.get("layers") is not None:
+                    part["layers"] = tuple(part["layers"])
+                values[name] = kind(**part)
+        return cls(**values)
 
     def identity(self) -> dict:
         """The fields that determine results."""

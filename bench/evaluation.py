@@ -22,7 +22,8 @@ from bench.metrics import (
 )
 
 #: Per-question cost fields reported in metrics (seconds are not deterministic).
-COST_FIELDS = ("generate_calls", "prefills", "prompt_tokens", "generated_tokens")
+COST_FIELDS = ("generate_calls", "prefills", "prompt_tokens", "generated_tokens",
+               "forward_passes", "aux_calls")
 
 
 @dataclass
@@ -114,6 +115,20 @@ def _finite_for_ranking(scores: np.ndarray) -> np.ndarray:
     finite = scores[np.isfinite(scores)]
     top = (finite.max() + 1.0) if finite.size else 1.0
     return np.where(np.isnan(scores), top, scores)
+
+
+def statistics_ledger(stat_costs: Mapping[str, Sequence[Cost]]) -> dict[str, dict[str, float]]:
+    """Mean cost per question of each statistic computed once for the split, and their sum.
+
+    Every estimator reading a statistic shares this one computation, so the
+    ``total`` is the same however many estimators were selected.
+    """
+    ledger = {name: mean_cost(list(costs)) for name, costs in stat_costs.items()}
+    total = Cost()
+    for cost in ledger.values():
+        total = total + cost
+    return {name: {f: round(getattr(c, f), 6) for f in COST_FIELDS}
+            for name, c in {**ledger, "total": total}.items()}
 
 
 def _cost_columns(test: SplitAnswers, name: str, decision: np.ndarray) -> dict[str, float]:

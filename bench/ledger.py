@@ -18,6 +18,10 @@ class Cost:
         Tokens read by prefills and tokens emitted.
     retrieval_calls : float
         Retriever queries.
+    forward_passes : float
+        Teacher-forced or one-token scoring passes (no decoding).
+    aux_calls : float
+        Auxiliary-model inputs (judge pairs, embedded texts).
     seconds : float
         Wall time attributed to the question (never part of metrics JSON:
         it is not deterministic).
@@ -28,6 +32,8 @@ class Cost:
     prompt_tokens: float = 0.0
     generated_tokens: float = 0.0
     retrieval_calls: float = 0.0
+    forward_passes: float = 0.0
+    aux_calls: float = 0.0
     seconds: float = 0.0
 
     def __add__(self, other: Cost) -> Cost:

@@ -19,11 +19,15 @@ import torch
 
 import estimators as estimator_registry
 from bench.cache import Cache
+from bench.calculators.background import background_embeddings
 from bench.config import RunConfig
 from bench.data import resolve_source
 from bench.data.schema import DataSource, Question
-from bench.evaluation import SplitAnswers, evaluate_dataset
+from bench.estimation import score_split_pair
+from bench.evaluation import SplitAnswers, evaluate_dataset, statistics_ledger
+from bench.judges import build_judge
 from bench.ledger import Cost
+from bench.metrics import need_retrieval_labels, score_answers
 from bench.models.hf_backend import HFBackend
 from bench.models.loading import load_model, resolve_model
 from bench.prompts import TEMPLATES
@@ -71,8 +75,12 @@ def default_run_name(config: RunConfig) -> str:
     return base + (f"-limit{config.limit}" if config.limit else "")
 
 
-def run(config: RunConfig) -> RunResult:
-    """Execute a run end to end and write ``results/<run-name>/``."""
+def run(config: RunConfig, allow_model: bool = True) -> RunResult:
+    """Execute a run end to end and write ``results/<run-name>/``.
+
+    With ``allow_model=False`` (``arbench rescore``) every model output must
+    already be cached; a missing one raises :class:`CacheMissError`.
+    """
     started = time.perf_counter()
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -92,12 +100,15 @@ def run(config: RunConfig) -> RunResult:
         return HFBackend(model, tokenizer, model_ref.fingerprint, config.batch_size)
 
     store = GenerationStore(cache, f"{model_ref.fingerprint}|{config.dtype}", load_backend,
-                            config.batch_size, config.progress)
+                            config.batch_size, config.progress, offline=not allow_model)
     corpus = source.corpus()
     retriever = build_retriever(config.retriever, corpus, Path(config.cache_dir) / "indexes")
     retrieval = RetrievalStore(cache, retriever)
-    ctx = StatContext(store, template, config.greedy, config.sampling, config.seed)
+    judge = _lazy(lambda: build_judge(config.judge, backend_factory=lambda: store.backend,
+                                      model_fingerprint=model_ref.fingerprint))
+    ctx = StatContext(store, template, config.greedy, config.sampling, config.seed, judge)
     needed = {GREEDY} | {stat for e in estimators for stat in e.requires}
+    directory = Path(config.results_dir) / (config.run_name or default_run_name(config))
 
     results: dict[str, dict] = {}
     fingerprints: dict[str, dict] = {}
@@ -111,19 +122,36 @@ def run(config: RunConfig) -> RunResult:
                        for q, hs in zip(test, hits)]
         rag = store.greedy(rag_prompts, config.greedy, desc=f"{dataset} rag")
         rag_costs = [cost + Cost(retrieval_calls=1) for _, cost in rag]
-        train_part = _split_answers(train, bundles[:len(train)], estimators,
+        train_bundles, test_bundles = bundles[:len(train)], bundles[len(train):]
+        # Cached per passage, so every dataset after the first reads it back.
+        background = _lazy(lambda bundles=train_bundles: background_embeddings(
+            store, corpus, bundles[0][GREEDY].layers, config.background_passages, config.seed))
+        labels = need_retrieval_labels(score_answers(
+            [b[GREEDY].text for b in train_bundles], [list(q.answers) for q in train]
+        )["in_accuracy"])
+        scores = {e.name: score_split_pair(e, train_bundles, labels, test_bundles,
+                                           seed=config.seed, dev_fraction=config.dev_fraction,
+                                           background=background,
+                                           state_dir=directory / "fitted" / dataset)
+                  for e in estimators}
+        train_part = _split_answers(train, train_bundles, estimators,
+                                    {n: s[0] for n, s in scores.items()},
                                     _slice_costs(stat_costs, 0, len(train)))
-        test_part = _split_answers(test, bundles[len(train):], estimators,
+        test_part = _split_answers(test, test_bundles, estimators,
+                                   {n: s[1] for n, s in scores.items()},
                                    _slice_costs(stat_costs, len(train), len(bundles)),
                                    always=[g.text for g, _ in rag], always_cost=rag_costs)
         results[dataset] = evaluate_dataset(test_part, train_part, config.dev_fraction,
                                             config.seed)
+        results[dataset]["statistics_ledger"] = statistics_ledger(
+            {stat.name: costs[len(train):] for stat, costs in stat_costs.items()})
 
-    run_name = config.run_name or default_run_name(config)
+    run_name = directory.name
     metrics = {"run": run_name, "datasets": results,
                "inputs": {"model": model_ref.fingerprint, "data": source.description,
                           "corpus_sha256": corpus.sha256, "questions": fingerprints,
                           "retriever": retriever.fingerprint(),
+                          "judge": judge.built().fingerprint() if judge.was_built else None,
                           "config_sha256": _config_hash(config)}}
     run_info = {"wall_seconds": round(time.perf_counter() - started, 2),
                 "lm_generate_calls": store.lm_calls,
@@ -133,7 +161,6 @@ def run(config: RunConfig) -> RunResult:
                 "torch_threads": torch.get_num_threads()}
     if store.lm_work is not None:
         run_info["lm_work"] = store.lm_work
-    directory = Path(config.results_dir) / run_name
     write_results(directory, metrics, config.to_dict(), run_info)
     cache.close()
     return RunResult(metrics, run_info, directory)
@@ -144,13 +171,29 @@ def _slice_costs(stat_costs: dict[Statistic, list[Cost]], start: int, stop: int
     return {stat: costs[start:stop] for stat, costs in stat_costs.items()}
 
 
+class _lazy:
+    """A zero-argument factory that builds its value once, on first call."""
+
+    def __init__(self, build):
+        self._build = build
+        self.was_built = False
+        self._value = None
+
+    def __call__(self):
+        if not self.was_built:
+            self._value = self._build()
+            self.was_built = True
+        return self._value
+
+    built = __call__
+
+
 def _split_answers(questions: list[Question], bundles: list[StatBundle],
-                   estimators: list[Estimator], stat_costs: dict[Statistic, list[Cost]],
+                   estimators: list[Estimator], scores: dict[str, np.ndarray],
+                   stat_costs: dict[Statistic, list[Cost]],
                    always: list[str] | None = None, always_cost: list[Cost] | None = None
                    ) -> SplitAnswers:
     """Answers, estimator scores and per-question costs of one split."""
-    scores = {e.name: np.array([e.score(b) for b in bundles], dtype=np.float64)
-              for e in estimators}
     return SplitAnswers(
         golds=[q.answers for q in questions], never=[b[GREEDY].text for b in bundles],
         always=always, scores=scores, never_cost=stat_costs[GREEDY],

@@ -23,6 +23,10 @@ from retrievers.base import Hit, Retriever
 Prompt = Messages
 
 
+class CacheMissError(ValueError):
+    """A record needed by an offline (rescoring) run is not cached."""
+
+
 class GenerationStore:
     """Greedy answers and sample sets keyed by (model, prompt, decoding parameters).
 
@@ -37,8 +41,10 @@ class GenerationStore:
     """
 
     def __init__(self, cache: Cache, model_key: str, load_backend: Callable[[], HFBackend],
-                 batch_size: int = 16, progress: bool = True) -> None:
+                 batch_size: int = 16, progress: bool = True, offline: bool = False) -> None:
         self.cache = cache
+        #: Refuse to compute anything: every record must already be cached.
+        self.offline = offline
         self.model_key = model_key
         self._load_backend = load_backend
         self._backend: HFBackend | None = None
@@ -104,12 +110,31 @@ class GenerationStore:
         return [(SampleSet.from_record(r.meta, r.arrays), Cost.from_dict(r.meta["cost"]))
                 for r in records]
 
-    def _fill(self, kind: str, keys: list[str], prompts: Sequence[Prompt],
+    def cached(self, kind: str, identities: Sequence[dict], sizes: Sequence[int],
+               compute: Callable[[list[int]], list[Record]], batch: int, desc: str
+               ) -> list[Record]:
+        """Records for ``identities`` (one per item), computing the missing ones.
+
+        ``compute`` receives item indices (a batch, shortest ``sizes`` first)
+        and returns one :class:`Record` per index whose ``meta["cost"]`` is a
+        :class:`Cost` dict.
+        """
+        keys = [content_key(kind, {"model": self.model_key, **identity})
+                for identity in identities]
+        return self._fill(kind, keys, sizes, compute, batch, desc)
+
+    def _fill(self, kind: str, keys: list[str], sizes: Sequence[int] | Sequence[Prompt],
               compute: Callable[[list[int]], list[Record]], batch: int, desc: str
               ) -> list[Record]:
         found = self.cache.get_many(keys)
+        order = [s if isinstance(s, int) else _prompt_chars(s) for s in sizes]
         missing = sorted({k: i for i, k in enumerate(keys) if k not in found}.items(),
-                         key=lambda item: (_prompt_chars(prompts[item[1]]), item[0]))
+                         key=lambda item: (order[item[1]], item[0]))
+        if missing and self.offline:
+            raise CacheMissError(
+                f"{desc}: {len(missing)} of {len(keys)} '{kind}' records are not in the cache "
+                f"{self.cache.path}; rescoring makes no LM calls, so run `arbench run` with "
+                "this configuration first")
         if missing:
             bar = tqdm(total=len(missing), desc=desc, unit="q", disable=not self.progress,
                        dynamic_ncols=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -30,15 +30,24 @@ class Statistic(Generic[T]):
         Registry and cache name.
     type : type
         Python type of the value; checked when a bundle is built.
-    extra_generate_calls : int or str
-        LM cost over the baseline greedy pass, for listings ("N" = number of
-        samples).
+    generate_calls : int or str
+        Extra decoded sequences over the baseline greedy pass ("N" = the
+        number of samples).
+    forward_passes : int or str
+        Extra teacher-forced or one-token scoring passes.
+    aux : str
+        Auxiliary-model work (judge pairs), for listings.
+    derived_from : tuple of Statistic
+        Statistics it is computed from; their cost is part of its cost.
     """
 
     name: str
     type: type
     description: str
-    extra_generate_calls: int | str = 0
+    generate_calls: int | str = 0
+    forward_passes: int | str = 0
+    aux: str = ""
+    derived_from: tuple[Statistic, ...] = ()
 
 
 GREEDY: Statistic[Generation] = Statistic(
@@ -126,6 +135,74 @@ class GreedyStepAggregate(Estimator):
         return float(self.reduce(self.per_step(greedy)[self.steps(greedy)]))
 
 
+@dataclass(frozen=True)
+class BackgroundEmbeddings:
+    """Hidden states of generic text (corpus passages), for relative density.
+
+    ``hidden_mean[m, l]`` is the mean over passage m's tokens of the layer
+    ``layers[l]`` hidden state (padding masked).
+    """
+
+    hidden_mean: np.ndarray
+    layers: np.ndarray
+
+
+@dataclass(frozen=True)
+class FitData:
+    """What a trained estimator may see: train questions only, never test.
+
+    Attributes
+    ----------
+    bundles : sequence of StatBundle
+        Statistics of the train questions.
+    needs_retrieval : (n,) int array
+        1 where the closed-book answer is wrong (In-Accuracy 0), from gold
+        answers. Label-free estimators must not read it.
+    seed : int
+        Seeds every random choice (dev split, initialisation).
+    dev_fraction : float
+        Share of ``bundles`` held out to select hyper-parameters.
+    background : callable or None
+        Returns :class:`BackgroundEmbeddings` (computed on first call).
+    """
+
+    bundles: Sequence[StatBundle]
+    needs_retrieval: np.ndarray
+    seed: int = 0
+    dev_fraction: float = 0.2
+    background: Callable[[], BackgroundEmbeddings] | None = None
+
+
+@dataclass
+class FittedState:
+    """A fitted estimator's parameters: JSON ``meta`` and named arrays (no pickle)."""
+
+    meta: dict
+    arrays: dict[str, np.ndarray]
+
+
+class TrainedEstimator(Estimator):
+    """An estimator fitted on train statistics before it scores.
+
+    ``training`` is ``"fit"`` (unsupervised density), ``"supervised"`` (gold
+    labels) or ``"label-free"`` (pseudo-labels from the model's own outputs).
+    """
+
+    training: ClassVar[str] = "supervised"
+
+    @abstractmethod
+    def fit(self, data: FitData) -> None:
+        """Fit on train; must be deterministic for ``data.seed``."""
+
+    @abstractmethod
+    def get_state(self) -> FittedState:
+        """The fitted parameters, enough for :meth:`set_state` to score identically."""
+
+    @abstractmethod
+    def set_state(self, state: FittedState) -> None:
+        """Restore parameters saved by :meth:`get_state`."""
+
+
 ESTIMATORS: dict[str, type[Estimator]] = {}
 #: Result-row names an estimator may not take.
 RESERVED_NAMES = frozenset({"never", "always", "ideal"})
@@ -157,6 +234,26 @@ def create(name: str, options: EstimatorOptions | None = None) -> Estimator:
     except KeyError:
         raise KeyError(f"unknown estimator {name!r}; known: {', '.join(sorted(ESTIMATORS))}"
                        ) from None
+
+
+def lm_cost(requires: Sequence[Statistic]) -> dict[str, str]:
+    """Extra work over the closed-book greedy pass, summed over the statistics.
+
+    Terms are kept symbolic ("N" = number of samples): e.g. ``{"generate_calls": "N",
+    "forward_passes": "1", "aux": "N^2 pairs"}``; each statistic is counted once.
+    """
+    def total(values: list[int | str]) -> str:
+        numbers = sum(v for v in values if isinstance(v, int))
+        symbols = [v for v in values if isinstance(v, str)]
+        return "+".join(symbols + ([str(numbers)] if numbers or not symbols else []))
+
+    def expand(stats) -> list[Statistic]:
+        return [x for s in stats for x in (*expand(s.derived_from), s)]
+
+    unique = list(dict.fromkeys(expand(requires)))
+    return {"generate_calls": total([s.generate_calls for s in unique]),
+            "forward_passes": total([s.forward_passes for s in unique]),
+            "aux": ", ".join(s.aux for s in unique if s.aux)}
 
 
 def finite_or_nan(value: float) -> float:

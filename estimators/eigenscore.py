@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -45,6 +46,25 @@ def middle_layer_embeddings(sample_set: SampleSet) -> np.ndarray | None:
     return np.stack([np.asarray(s.hidden_last[row], dtype=np.float64) for s in samples])
 
 
+def gram_log_det(z: np.ndarray | None) -> float:
+    """(1/K) log det(Z J_d Z^T + alpha I_K) of (K, d) embeddings Z.
+
+    Returns
+    -------
+    float
+        NaN when ``z`` is None, has a non-finite entry, or the determinant sign
+        is not positive (only possible through round-off).
+    """
+    if z is None or not np.all(np.isfinite(z)):
+        return math.nan
+    centred = z - z.mean(axis=1, keepdims=True)  # Z J_d (J_d is idempotent)
+    sigma = centred @ centred.T
+    sign, logdet = np.linalg.slogdet(sigma + ALPHA * np.eye(z.shape[0]))
+    if sign <= 0:
+        return math.nan
+    return finite_or_nan(logdet / z.shape[0])
+
+
 @register
 class EigenScore(Estimator):
     """EigenScore of INSIDE: spread of the K samples' internal embeddings.
@@ -86,12 +106,47 @@ class EigenScore(Estimator):
     summary = "(1/K) log det(Z J_d Z^T + 1e-3 I), Z = middle-layer last-token states"
 
     def score(self, stats: StatBundle) -> float:
-        z = middle_layer_embeddings(stats[SAMPLES])
-        if z is None or not np.all(np.isfinite(z)):
+        return gram_log_det(middle_layer_embeddings(stats[SAMPLES]))
+
+
+@register
+class SeakrEigenScore(Estimator):
+    """SeaKR's self-aware uncertainty: EigenScore of the non-empty samples.
+
+    Keep the k samples whose text is not blank (``text.strip() != ""``); z_i is
+    the hidden state of the middle recorded layer at the step that emitted the
+    stop token (``Generation.hidden_last``), and
+
+        U = (1/k) log det(Z J_d Z^T + alpha I_k),   alpha = 1e-3,
+
+    exactly as ``eigenscore`` on the kept samples. SeaKR retrieves when U > -6.
+
+    Notes
+    -----
+    * Deviation: SeaKR draws its own 20 samples (T 1.0, top-k 50, top-p 0.9, up
+      to 100 tokens) and reads decoder layer 15 of 32 (0-based; in its vLLM
+      patch apparently before the residual add). arbench reuses the shared
+      sample batch (N samples, no top-p) and the recorded middle layer
+      ``num_layers // 2``, i.e. hidden-state index 16 = the output of decoder
+      layer 15 for a 32-layer model.
+    * NaN with fewer than 2 non-empty samples (a log-determinant of one sample
+      measures no spread), no recorded layer above 0, or a non-finite state.
+
+    References
+    ----------
+    Yao et al. 2024, "SeaKR: Self-aware Knowledge Retrieval for Adaptive
+    Retrieval Augmented Generation", arXiv 2406.19215; s-nlp/AdaRAGUE
+    ``SeaKR/vllm_uncertainty/vllm/engine/llm_engine.py`` (``_compute_eigen_score``).
+    """
+
+    name = "seakr_eigen_score"
+    family = "internal"
+    requires = (SAMPLES,)
+    summary = "EigenScore of the non-empty samples (SeaKR trigger, retrieve if U > -6)"
+
+    def score(self, stats: StatBundle) -> float:
+        sample_set = stats[SAMPLES]
+        kept = tuple(s for s in sample_set.samples if s.text.strip())
+        if len(kept) < 2:
             return math.nan
-        centred = z - z.mean(axis=1, keepdims=True)  # Z J_d (J_d is idempotent)
-        sigma = centred @ centred.T
-        sign, logdet = np.linalg.slogdet(sigma + ALPHA * np.eye(z.shape[0]))
-        if sign <= 0:
-            return math.nan
-        return finite_or_nan(logdet / z.shape[0])
+        return gram_log_det(middle_layer_embeddings(replace(sample_set, samples=kept)))

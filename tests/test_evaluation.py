@@ -72,7 +72,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.evaluation import COST_FIELDS, SplitAnswers, evaluate_dataset
+from bench.evaluation import COST_FIELDS, SplitAnswers, evaluate_dataset, statistics_ledger
 from bench.ledger import Cost
 
 T, F = True, False
@@ -216,28 +216,30 @@ def test_cost_columns():
     # estimator_cost["unc"] = (10, 1, 10, 50) for every question; "conf" has none.
     never_cost = [Cost(generate_calls=1, prefills=1, prompt_tokens=10, generated_tokens=3)] * 4
     always_cost = [Cost(1, 1, 100 * (i + 1), 4, retrieval_calls=1) for i in range(4)]
-    est_cost = {"unc": [Cost(10, 1, 10, 50)] * 4}
+    # plus 2 forward passes and 45 judge pairs per question for "unc".
+    est_cost = {"unc": [Cost(10, 1, 10, 50, forward_passes=2, aux_calls=45)] * 4}
     test = scored_test(never_cost=never_cost, always_cost=always_cost, estimator_cost=est_cost)
     rows = evaluate_dataset(test, make_train(), dev_fraction=0.0)["rows"]
 
     def cost(row):
         return tuple(rows[row][f] for f in COST_FIELDS)
 
-    assert COST_FIELDS == ("generate_calls", "prefills", "prompt_tokens", "generated_tokens")
+    assert COST_FIELDS == ("generate_calls", "prefills", "prompt_tokens", "generated_tokens",
+                           "forward_passes", "aux_calls")
     # never: the closed-book pass only.
-    assert cost("never") == (1, 1, 10, 3)
+    assert cost("never") == (1, 1, 10, 3, 0, 0)
     # always: no closed-book pass; retrieval + augmented answer everywhere.
     #   prompt mean (100 + 200 + 300 + 400)/4 = 250
-    assert cost("always") == (1, 1, 250, 4)
+    assert cost("always") == (1, 1, 250, 4, 0, 0)
     # ideal: closed-book everywhere + always on t1, t3:
     #   gen 1 + 2/4 = 1.5, prefill 1.5, prompt 10 + (200 + 400)/4 = 160, generated 3 + 2*4/4 = 5
-    assert cost("ideal") == (1.5, 1.5, 160, 5)
+    assert cost("ideal") == (1.5, 1.5, 160, 5, 0, 0)
     # unc gate: closed-book + estimator everywhere + always on t1, t2, t3:
     #   gen 1 + 10 + 3/4 = 11.75, prefill 1 + 1 + 0.75 = 2.75,
     #   prompt 10 + 10 + (200 + 300 + 400)/4 = 245, generated 3 + 50 + 3*4/4 = 56
-    assert cost("unc") == (11.75, 2.75, 245, 56)
+    assert cost("unc") == (11.75, 2.75, 245, 56, 2, 45)
     # conf gate: no estimator cost given: 1.75, 1.75, 10 + 225 = 235, 3 + 3 = 6
-    assert cost("conf") == (1.75, 1.75, 235, 6)
+    assert cost("conf") == (1.75, 1.75, 235, 6, 0, 0)
     for row in rows.values():
         assert "seconds" not in row and "retrieval_calls" not in row
 
@@ -252,9 +254,20 @@ def test_cost_columns_uniform_brief_example():
                       estimator_cost={"unc": [Cost(10, 1, 10, 50)] * 4})
     train = make_train(scores={"unc": TRAIN_UNC})
     rows = evaluate_dataset(test, train, dev_fraction=0.0)["rows"]
-    got = {name: tuple(rows[name][f] for f in COST_FIELDS) for name in rows}
+    got = {name: tuple(rows[name][f] for f in COST_FIELDS[:4]) for name in rows}
     assert got == {"never": (1, 1, 10, 3), "always": (1, 1, 100, 4),
                    "ideal": (1.5, 1.5, 60, 5), "unc": (11.75, 2.75, 95, 56)}
+
+
+def test_statistics_ledger_counts_each_statistic_once():
+    # greedy: 1 call per question; samples: 10 calls, 1 prefill; unconditional: 1 forward.
+    ledger = statistics_ledger({
+        "greedy": [Cost(1, 1, 100, 5)] * 2,
+        "samples": [Cost(10, 1, 100, 40), Cost(10, 1, 100, 60)],
+        "unconditional": [Cost(forward_passes=1, prompt_tokens=5)] * 2})
+    assert ledger["samples"]["generated_tokens"] == 50
+    assert ledger["total"] == {"generate_calls": 11, "prefills": 2, "prompt_tokens": 205,
+                               "generated_tokens": 55, "forward_passes": 1, "aux_calls": 0}
 
 
 # --------------------------------------------------------------------------- #

@@ -96,3 +96,26 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path, model_cach
     resumed = run_cli(cache, tmp_path / "killed")
     assert resumed["lm_generate_calls"] == 20 - kept
     assert (tmp_path / "killed" / "t" / "metrics.json").read_bytes() == expected
+
+
+def test_rescore_reuses_the_cache_and_refuses_to_run_the_model(tmp_path, model_cache, capsys):
+    cache = fresh_cache(tmp_path, model_cache, "cache")
+    run_cli(cache, tmp_path / "r")
+    original = json.loads((tmp_path / "r" / "t" / "metrics.json").read_text())
+    capsys.readouterr()
+
+    assert main(["rescore", str(tmp_path / "r" / "t"), "--estimators", "perplexity",
+                 "neg_mean_token_prob", "answer_entropy"]) == 0
+    out = tmp_path / "r" / "t-rescored"
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["lm_generate_calls"] == 0 and "lm_work" not in info
+    rows = json.loads((out / "metrics.json").read_text())["datasets"]["demo"]["rows"]
+    assert rows["perplexity"] == original["datasets"]["demo"]["rows"]["perplexity"]
+    assert {"neg_mean_token_prob", "answer_entropy"} <= set(rows)
+
+    # An estimator whose statistic was never computed: one line naming it, exit 2.
+    capsys.readouterr()
+    assert main(["rescore", str(tmp_path / "r" / "t"), "--estimators", "mean_pmi"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("arbench: error:") and "'unconditional' records" in err
+    assert len(err.splitlines()) == 1

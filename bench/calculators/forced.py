@@ -1,0 +1,112 @@
+"""Statistics from extra forward passes over the greedy answer (no decoding).
+
+Each pass is one teacher-forced batch through :mod:`bench.models.passes`;
+its cost is one forward pass per question.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from bench.ledger import Cost
+from bench.models.outputs import Generation
+from bench.models.passes import last_layer_attention, teacher_forced
+from bench.statistics import CachedCalculator, calculator
+from estimators.base import GREEDY
+from estimators.stat_types import (
+    ANSWER_ATTENTION,
+    P_TRUE,
+    UNCONDITIONAL,
+    AttentionMap,
+    ForcedPass,
+    Readout,
+)
+
+#: Kadavath et al. 2022's self-evaluation prompt as LM-Polygraph words it.
+P_TRUE_PROMPT = ("Question: {question}\nPossible answer: {answer}\n"
+                 "Is the possible answer:\n (A) True\n (B) False\nThe possible answer is:")
+#: First tokens that spell each option (chat models answer "True", "(A", "A", ...).
+P_TRUE_LABELS = {"true": ("True", " True", "A", " A", "(A", " (A"),
+                 "false": ("False", " False", "B", " B", "(B", " (B")}
+
+
+def answer_text_ids(greedy: Generation) -> np.ndarray:
+    """The greedy answer's tokens without the stop token."""
+    ids = greedy.token_ids
+    return ids if greedy.stop_reason == "length" else ids[:-1]
+
+
+def first_token_ids(tokenizer, spellings) -> list[int]:
+    """Distinct first token ids of ``spellings`` (order kept)."""
+    ids: list[int] = []
+    for text in spellings:
+        first = tokenizer(text, add_special_tokens=False)["input_ids"][0]
+        if first not in ids:
+            ids.append(first)
+    return ids
+
+
+@calculator
+class UnconditionalCalculator(CachedCalculator):
+    """log p(y_t | y_<t): the greedy tokens forced after the prompt with the question removed.
+
+    The "unconditional" context keeps the template (system turn, demonstrations,
+    ``Question: \\nAnswer:``) so that PMI isolates the question's contribution,
+    where the study re-applied the chat template to the bare answer.
+    """
+
+    produces = UNCONDITIONAL
+    depends = (GREEDY,)
+
+    def params(self, ctx):
+        return {"context": ctx.template.closed("")}
+
+    def compute_batch(self, questions, inputs, ctx):
+        backend = ctx.store.backend
+        prefix = backend.chat_prompt(ctx.template.closed(""))
+        greedy = inputs[GREEDY]
+        results = teacher_forced(backend, [prefix] * len(greedy), [g.token_ids for g in greedy])
+        return [(ForcedPass(r.token_logprobs, r.entropies),
+                 Cost(forward_passes=1, prompt_tokens=g.n_tokens)) for r, g in zip(results, greedy)]
+
+
+@calculator
+class PTrueCalculator(CachedCalculator):
+    """One next-token distribution after the P(True) prompt over the greedy answer."""
+
+    produces = P_TRUE
+    depends = (GREEDY,)
+
+    def params(self, ctx):
+        return {"prompt": P_TRUE_PROMPT, "labels": P_TRUE_LABELS}
+
+    def compute_batch(self, questions, inputs, ctx):
+        backend = ctx.store.backend
+        label_ids = {label: first_token_ids(backend.tokenizer, spellings)
+                     for label, spellings in P_TRUE_LABELS.items()}
+        flat = [i for ids in label_ids.values() for i in ids]
+        prompts = [backend.chat_prompt((("user", P_TRUE_PROMPT.format(
+            question=q.question, answer=g.text)),)) for q, g in zip(questions, inputs[GREEDY])]
+        results = teacher_forced(backend, prompts, [[] for _ in prompts], [flat] * len(prompts))
+        values = []
+        for prompt, result in zip(prompts, results):
+            read = dict(zip(flat, result.readout.astype(np.float64)))
+            logprobs = {label: float(np.logaddexp.reduce([read[i] for i in ids]))
+                        for label, ids in label_ids.items()}
+            tokens = len(backend.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+            values.append((Readout(logprobs), Cost(forward_passes=1, prompt_tokens=tokens)))
+        return values
+
+
+@calculator
+class AnswerAttentionCalculator(CachedCalculator):
+    """Last-layer attention over the greedy tokens alone, as DRAGIN's code computes it."""
+
+    produces = ANSWER_ATTENTION
+    depends = (GREEDY,)
+    batch_size = 32
+
+    def compute_batch(self, questions, inputs, ctx):
+        greedy = inputs[GREEDY]
+        maps = last_layer_attention(ctx.store.backend, [g.token_ids for g in greedy])
+        return [(AttentionMap(m), Cost(forward_passes=1, prompt_tokens=g.n_tokens))
+                for m, g in zip(maps, greedy)]
