@@ -57,12 +57,25 @@ def select_datasets(source: DataSource, requested: list[str]) -> list[str]:
     return requested
 
 
+#: Names that select a group of estimators.
+ESTIMATOR_GROUPS = {
+    "all": lambda cls: True,
+    # The reference study's 27 estimators and its hybrid row.
+    "study": lambda cls: cls.study_name is not None,
+}
+
+
 def select_estimators(requested: list[str]) -> list[str]:
-    if requested == ["all"]:
-        return sorted(estimator_registry.ESTIMATORS)
-    for name in requested:
-        estimator_registry.create(name)  # fails loudly on an unknown name
-    return list(requested)
+    """Estimator names in order, groups (``all``, ``study``) expanded, duplicates dropped."""
+    names: list[str] = []
+    for item in requested:
+        if item in ESTIMATOR_GROUPS:
+            names += sorted(n for n, cls in estimator_registry.ESTIMATORS.items()
+                            if ESTIMATOR_GROUPS[item](cls))
+        else:
+            estimator_registry.create(item)  # fails loudly on an unknown name
+            names.append(item)
+    return list(dict.fromkeys(names))
 
 
 def default_run_name(config: RunConfig) -> str:

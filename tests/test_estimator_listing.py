@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from bench.cli import estimator_table_markdown, main
 from bench.statistics import CALCULATORS
 
@@ -58,3 +60,15 @@ def test_readme_table_is_the_generated_one():
     end = readme.index("<!-- estimators:end -->")
     assert readme[start:end] == estimator_table_markdown(), (
         "README estimator table is stale: regenerate with `arbench estimators --markdown`")
+
+
+def test_estimator_groups_expand_and_deduplicate():
+    from bench.runner import select_estimators
+
+    study = select_estimators(["study"])
+    assert len(study) == 28 and "hybrid_ue" in study and "eigenscore" not in study
+    mixed = select_estimators(["perplexity", "study", "eigenscore"])
+    assert mixed[0] == "perplexity" and mixed[-1] == "eigenscore"
+    assert len(mixed) == 29
+    with pytest.raises(KeyError, match="unknown estimator 'nope'"):
+        select_estimators(["nope"])
