@@ -138,3 +138,17 @@ def test_retrieval_store_caches_queries(tmp_path):
     assert retriever.asked[2:] == ["q three"]
     store.search(["q two"], k=2)
     assert retriever.asked[-1] == "q two"
+
+
+@pytest.mark.parametrize("array", [
+    np.arange(12, dtype=np.float32).reshape(3, 4), np.array(3.5), np.zeros((0, 5), np.int64),
+    np.array([True, False]), np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+    np.array([1, 2], dtype=">i4"), np.array(["ab", "c"])])
+def test_array_blobs_round_trip_every_layout(tmp_path, array):
+    cache = Cache(tmp_path)
+    cache.put_many("kind", {"k": Record({}, {"a": array, "b": np.arange(3)})})
+    got = Cache(tmp_path).get_many(["k"])["k"].arrays
+    np.testing.assert_array_equal(got["a"], array)
+    assert got["a"].dtype == array.dtype and got["a"].shape == array.shape
+    np.testing.assert_array_equal(got["b"], np.arange(3))
+    assert got["a"].flags.writeable  # estimators may modify what they read
