@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -45,8 +47,6 @@ from estimators.fitting import (
     unnest,
 )
 
-#: The study's four classifiers (``UC/analyze_uncertainty.py``), tried in this order.
-CLASSIFIERS = ("logistic", "knn", "mlp", "tree")
 DEFAULT_MEMBERS = ("mean_token_entropy", "max_token_entropy", "perplexity",
                    "lexical_similarity", "eigenscore")
 
@@ -64,28 +64,19 @@ def union_requires(members: tuple[str, ...]) -> tuple[Statistic, ...]:
     return tuple(stats)
 
 
-def build_classifier(kind: str, n_fit: int, seed: int):
-    """The study's classifier of this kind (sklearn defaults otherwise)."""
-    if kind == "logistic":
-        return LogisticRegression(max_iter=15000, random_state=seed)
-    if kind == "knn":
-        return KNeighborsClassifier(n_neighbors=min(15, n_fit))
-    if kind == "mlp":
-        return MLPClassifier(max_iter=500, random_state=seed)
-    if kind == "tree":
-        return DecisionTreeClassifier(max_depth=3, random_state=seed)
-    raise ValueError(f"unknown classifier {kind!r}")
+def _knn_export(est, x: np.ndarray, y: np.ndarray) -> Model:
+    return Model({"kind": "knn", "k": int(est.n_neighbors)},
+                 {"train": x.copy(), "labels": y.astype(np.float64)})
 
 
-def export_classifier(kind: str, est, x: np.ndarray, y: np.ndarray) -> Model:
-    """A fitted binary classifier as arrays (``x``, ``y``: what it was fitted on)."""
-    if kind == "logistic":
-        return export_logistic(est)
-    if kind == "mlp":
-        return export_mlp(est)
-    if kind == "knn":
-        return Model({"kind": "knn", "k": int(est.n_neighbors)},
-                     {"train": x.copy(), "labels": y.astype(np.float64)})
+def _knn_proba(model: Model, x: np.ndarray) -> np.ndarray:
+    a = model.arrays
+    dist = ((x[:, None, :] - a["train"][None, :, :]) ** 2).sum(axis=2)
+    nearest = np.argsort(dist, axis=1, kind="stable")[:, :model.meta["k"]]
+    return a["labels"][nearest].mean(axis=1)
+
+
+def _tree_export(est, x: np.ndarray, y: np.ndarray) -> Model:
     tree = est.tree_
     value = tree.value[:, 0, :]
     # Class 1's share at each node; sklearn normalises value rows the same way.
@@ -95,17 +86,8 @@ def export_classifier(kind: str, est, x: np.ndarray, y: np.ndarray) -> Model:
         "p1": value[:, list(est.classes_).index(1)] / value.sum(axis=1)})
 
 
-def classifier_proba(model: Model, x: np.ndarray) -> np.ndarray:
-    """P(y = 1) of an exported classifier, in NumPy."""
-    kind, a = model.meta["kind"], model.arrays
-    if kind == "logistic":
-        return logistic_proba(model, x)
-    if kind == "mlp":
-        return mlp_proba(model, x)
-    if kind == "knn":
-        dist = ((x[:, None, :] - a["train"][None, :, :]) ** 2).sum(axis=2)
-        nearest = np.argsort(dist, axis=1, kind="stable")[:, :model.meta["k"]]
-        return a["labels"][nearest].mean(axis=1)
+def _tree_proba(model: Model, x: np.ndarray) -> np.ndarray:
+    a = model.arrays
     # sklearn trees compare float32 features with float64 thresholds: x <= t goes left.
     xf = x.astype(np.float32)
     node = np.zeros(x.shape[0], dtype=np.int64)
@@ -117,6 +99,54 @@ def classifier_proba(model: Model, x: np.ndarray) -> np.ndarray:
         at = node[rows]
         go_left = xf[rows, a["feature"][at]] <= a["threshold"][at]
         node[rows] = np.where(go_left, a["left"][at], a["right"][at])
+
+
+@dataclass(frozen=True)
+class ClassifierKind:
+    """How to build (n_fit, seed), export (fitted, x, y) and evaluate one classifier kind."""
+
+    build: Callable[[int, int], Any]
+    export: Callable[[Any, np.ndarray, np.ndarray], Model]
+    proba: Callable[[Model, np.ndarray], np.ndarray]
+
+
+#: The study's four classifiers (``UC/analyze_uncertainty.py``), tried in this order.
+CLASSIFIER_KINDS: dict[str, ClassifierKind] = {
+    "logistic": ClassifierKind(
+        lambda n, seed: LogisticRegression(max_iter=15000, random_state=seed),
+        lambda est, x, y: export_logistic(est), logistic_proba),
+    "knn": ClassifierKind(lambda n, seed: KNeighborsClassifier(n_neighbors=min(15, n)),
+                          _knn_export, _knn_proba),
+    "mlp": ClassifierKind(lambda n, seed: MLPClassifier(max_iter=500, random_state=seed),
+                          lambda est, x, y: export_mlp(est), mlp_proba),
+    "tree": ClassifierKind(
+        lambda n, seed: DecisionTreeClassifier(max_depth=3, random_state=seed),
+        _tree_export, _tree_proba),
+}
+CLASSIFIERS = tuple(CLASSIFIER_KINDS)
+
+
+def _kind(kind: str) -> ClassifierKind:
+    try:
+        return CLASSIFIER_KINDS[kind]
+    except KeyError:
+        raise ValueError(f"unknown classifier {kind!r}; known: {', '.join(CLASSIFIERS)}"
+                         ) from None
+
+
+def build_classifier(kind: str, n_fit: int, seed: int):
+    """The study's classifier of this kind (sklearn defaults otherwise)."""
+    return _kind(kind).build(n_fit, seed)
+
+
+def export_classifier(kind: str, est, x: np.ndarray, y: np.ndarray) -> Model:
+    """A fitted binary classifier as arrays (``x``, ``y``: what it was fitted on)."""
+    return _kind(kind).export(est, x, y)
+
+
+def classifier_proba(model: Model, x: np.ndarray) -> np.ndarray:
+    """P(y = 1) of an exported classifier, in NumPy."""
+    return _kind(model.meta["kind"]).proba(model, x)
 
 
 def _fit_classifier(x: np.ndarray, y: np.ndarray, spec: dict, seed: int) -> Model:
