@@ -90,7 +90,7 @@ class DraginRind(Estimator):
         m = self.steps(greedy).stop
         if m == 0:
             return math.nan
-        n_text = n if greedy.stop_reason == "length" else n - 1
+        n_text = greedy.n_text_tokens
         spans = word_spans(greedy.token_texts, min(m, n_text))
         content = [is_content_word("".join(greedy.token_texts[a:b])) for a, b in spans]
         if m > n_text:  # the policy keeps the stop step: a word of its own that counts

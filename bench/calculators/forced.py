@@ -31,8 +31,7 @@ P_TRUE_LABELS = {"true": ("True", " True", "A", " A", "(A", " (A"),
 
 def answer_text_ids(greedy: Generation) -> np.ndarray:
     """The greedy answer's tokens without the stop token."""
-    ids = greedy.token_ids
-    return ids if greedy.stop_reason == "length" else ids[:-1]
+    return greedy.token_ids[:greedy.n_text_tokens]
 
 
 def first_token_ids(tokenizer, spellings) -> list[int]:

@@ -184,7 +184,7 @@ def relevance_pairs(question: str, generation: Generation) -> list[Pair | None]:
     token whose removal leaves the text unchanged (an empty piece).
     """
     pieces = list(generation.token_texts)
-    n_text = len(pieces) if generation.stop_reason == "length" else max(len(pieces) - 1, 0)
+    n_text = generation.n_text_tokens
     full = f"{question} {''.join(pieces[:n_text]).strip()}"
     pairs: list[Pair | None] = []
     for t in range(len(pieces)):

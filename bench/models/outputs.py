@@ -84,6 +84,11 @@ class Generation:
     def n_tokens(self) -> int:
         return int(self.token_ids.shape[0])
 
+    @property
+    def n_text_tokens(self) -> int:
+        """Tokens that spell the answer text: all but the stop token, if one was emitted."""
+        return self.n_tokens if self.stop_reason == "length" else max(self.n_tokens - 1, 0)
+
     def answer_steps(self, include_stop: bool) -> slice:
         """Steps an estimator aggregates over under the global EOS policy.
 
