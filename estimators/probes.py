@@ -9,13 +9,11 @@ probe is refitted on all of train.
 """
 from __future__ import annotations
 
-from collections import Counter
-
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 
-from bench.metrics.qa import normalize
+from bench.metrics.qa import f1
 from bench.models.outputs import Generation
 from estimators.base import (
     GREEDY,
@@ -166,31 +164,49 @@ class LinearProbe(_Probe):
         return export_logistic(est.fit(x, y))
 
 
-def majority_agreement(greedy_text: str, sample_texts: list[str]) -> bool:
-    """Does the greedy answer equal the samples' strict-majority answer?
+#: Token F1 at which a sample counts as giving the greedy answer.
+AGREEMENT_F1 = 0.5
+#: Below this share of the minority class, the majority rule is uninformative.
+MIN_MINORITY_SHARE = 0.1
 
-    Answers are compared after :func:`bench.metrics.qa.normalize` (exact
-    match). True only when one normalised answer covers more than half of
-    the samples and the normalised greedy answer equals it; False without
-    samples.
-    """
+
+def agreement_share(greedy_text: str, sample_texts: list[str]) -> float:
+    """Share of samples that give the greedy answer (token F1 >= 0.5 after normalising)."""
     if not sample_texts:
-        return False
-    answer, count = Counter(normalize(t) for t in sample_texts).most_common(1)[0]
-    return count > len(sample_texts) / 2 and normalize(greedy_text) == answer
+        return 0.0
+    return float(np.mean([f1(s, [greedy_text]) >= AGREEMENT_F1 for s in sample_texts]))
+
+
+def majority_agreement(greedy_text: str, sample_texts: list[str]) -> bool:
+    """Do more than half of the samples give the greedy answer? False without samples."""
+    return agreement_share(greedy_text, sample_texts) > 0.5
 
 
 def pseudo_labels(bundles) -> np.ndarray:
-    """y = 1 - 1[greedy agrees with the sample majority], one per bundle."""
-    return np.array([0 if majority_agreement(b[GREEDY].text, b[SAMPLES].texts) else 1
-                     for b in bundles], dtype=np.int64)
+    """y~ = 1 where the samples do not support the greedy answer, one per bundle.
+
+    The rule is the majority one, y~ = 1 - 1[more than half of the samples
+    agree]. When it leaves fewer than 10% of train in one class (a small model
+    sampled at T = 1 rarely repeats itself: on the shared data 95-98% of
+    greedy answers lack majority support), it is uninformative, and the split
+    falls back to the train median of the agreement share: y~ = 1[share <=
+    median] (still no gold answer read).
+    """
+    shares = np.array([agreement_share(b[GREEDY].text, b[SAMPLES].texts) for b in bundles])
+    labels = (shares <= 0.5).astype(np.int64)
+    if min(labels.mean(), 1 - labels.mean()) >= MIN_MINORITY_SHARE:
+        return labels
+    by_median = (shares <= np.median(shares)).astype(np.int64)
+    return by_median if 0 < by_median.sum() < len(by_median) else labels
 
 
 @register
 class LabelFreeProbe(LinearProbe):
     """``linear_probe`` trained on self-consistency pseudo-labels instead of gold.
 
-        y~ = 1 - 1[norm(greedy) = majority normalised sample answer, covering > N/2],
+        y~ = 1 - 1[more than N/2 samples give the greedy answer (token F1 >= 0.5)],
+        (falling back to a train-median split of that share when one class would
+        hold < 10% of train; see :func:`pseudo_labels`),
         U = sigma(w^T z + b)  fitted on y~ (C chosen on dev by AUC against y~).
 
     Same features and model as ``linear_probe``; it never reads
@@ -207,7 +223,7 @@ class LabelFreeProbe(LinearProbe):
     name = "label_free_probe"
     requires = (GREEDY, SAMPLES)
     training = "label-free"
-    summary = "linear_probe fitted on pseudo-labels 1 - [greedy = sample majority]"
+    summary = "linear_probe fitted on pseudo-labels: the samples do not support the greedy answer"
 
     def labels(self, data: FitData) -> np.ndarray:
         return pseudo_labels(data.bundles)

@@ -453,3 +453,13 @@ def test_set_state_rejects_another_estimators_state():
     est.fit(points_data(SQUARE))
     with pytest.raises(ValueError, match="mahalanobis_distance"):
         create("rde").set_state(est.get_state())
+
+
+def test_pseudo_labels_fall_back_to_a_median_split_when_the_majority_rule_is_one_class():
+    # Agreement shares 0, 0.1, 0.3, 0.4: no greedy answer has majority support, so the
+    # majority rule gives all 1; the median split (median 0.2) gives 1, 1, 0, 0.
+    def samples(agreeing):
+        return [gen(text="paris")] * agreeing + [gen(text=f"other{i}")
+                                                 for i in range(10 - agreeing)]
+    bundles = [bundle(gen(text="Paris"), samples(k)) for k in (0, 1, 3, 4)]
+    np.testing.assert_array_equal(pseudo_labels(bundles), [1, 1, 0, 0])
