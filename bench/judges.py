@@ -192,31 +192,20 @@ class LMJudge(Judge):
                                        "prompt": LM_JUDGE_PROMPT, "labels": LM_JUDGE_LABELS})
 
     def compare(self, pairs):
-        # Lazy: bench.calculators <-> bench.statistics import each other at load time.
-        from bench.calculators.forced import first_token_ids
-        from bench.models.passes import teacher_forced
+        from bench.models.passes import label_readouts
 
         backend = self.backend
         if self._model and backend.fingerprint != self._model:
             raise ValueError(f"lm judge built for {self._model!r}, given {backend.fingerprint!r}")
-        ids = {label: first_token_ids(backend.tokenizer, spellings)
-               for label, spellings in LM_JUDGE_LABELS.items()}
-        if set(ids["yes"]) & set(ids["no"]):
-            raise ValueError("'Yes' and 'No' share a first token in this tokenizer")
-        flat, n_yes = ids["yes"] + ids["no"], len(ids["yes"])
         out = np.zeros((len(pairs), 3))
         step = max(int(getattr(backend, "batch_size", 16)), 1)
         for start in range(0, len(pairs), step):
-            chunk = pairs[start:start + step]
             prompts = [backend.chat_prompt((("user", LM_JUDGE_PROMPT.format(a=a, b=b)),))
-                       for a, b in chunk]
-            results = teacher_forced(backend, prompts, [[] for _ in prompts],
-                                     [flat] * len(prompts))
-            for i, result in enumerate(results, start):
-                read = result.readout.astype(np.float64)
-                yes, no = np.logaddexp.reduce(read[:n_yes]), np.logaddexp.reduce(read[n_yes:])
+                       for a, b in pairs[start:start + step]]
+            reads = label_readouts(backend, prompts, LM_JUDGE_LABELS, disjoint=True)
+            for i, read in enumerate(reads, start):
                 # P(yes) / (P(yes) + P(no)) in log space: a sigmoid of the log-odds.
-                entail = float(1.0 / (1.0 + np.exp(min(no - yes, 700.0))))
+                entail = float(1.0 / (1.0 + np.exp(min(read["no"] - read["yes"], 700.0))))
                 out[i] = (entail, 1.0 - entail, entail)
         return out
 

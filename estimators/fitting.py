@@ -280,3 +280,7 @@ def select_and_refit(x: np.ndarray, y: np.ndarray, specs: Sequence[dict], fit: F
             aucs[i] = roc_auc(y[dev_idx], predict_scaled(model, x[dev_idx], predict))
     best = 0 if np.all(np.isnan(aucs)) else int(np.nanargmax(aucs))
     return fit_scaled(x, y, specs[best], fit), aucs
+
+
+#: NumPy evaluation of each exported linear/MLP model kind.
+PROBA_BY_KIND: dict[str, PredictFn] = {"logistic": logistic_proba, "mlp": mlp_proba}

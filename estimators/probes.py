@@ -25,15 +25,14 @@ from estimators.base import (
     register,
 )
 from estimators.fitting import (
+    PROBA_BY_KIND,
     FittedEstimator,
     Model,
     binary_labels,
     export_logistic,
     export_mlp,
     json_floats,
-    logistic_proba,
     middle_layer,
-    mlp_proba,
     nest,
     predict_scaled,
     quiet_fit,
@@ -74,7 +73,7 @@ class _Probe(FittedEstimator):
 
     @staticmethod
     def predict(model: Model, x: np.ndarray) -> np.ndarray:
-        return logistic_proba(model, x) if model.meta["kind"] == "logistic" else mlp_proba(model, x)
+        return PROBA_BY_KIND[model.meta["kind"]](model, x)
 
     def fit(self, data: FitData) -> None:
         if not data.bundles:

@@ -4,10 +4,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.calculators.forced import answer_text_ids, first_token_ids
+from bench.calculators.forced import answer_text_ids
 from bench.calculators.prompted import reasoning_chain
 from bench.models.hf_backend import GreedyConfig
-from bench.models.passes import last_layer_attention, mean_hidden_states, teacher_forced
+from bench.models.passes import (
+    first_token_ids,
+    last_layer_attention,
+    mean_hidden_states,
+    teacher_forced,
+)
 
 QUESTIONS = ["What is the capital of France?", "Who wrote the novel War and Peace?"]
 

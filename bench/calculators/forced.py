@@ -9,7 +9,11 @@ import numpy as np
 
 from bench.ledger import Cost
 from bench.models.outputs import Generation
-from bench.models.passes import last_layer_attention, teacher_forced
+from bench.models.passes import (
+    label_readouts,
+    last_layer_attention,
+    teacher_forced,
+)
 from bench.statistics import CachedCalculator, calculator
 from estimators.base import GREEDY
 from estimators.stat_types import (
@@ -32,16 +36,6 @@ P_TRUE_LABELS = {"true": ("True", " True", "A", " A", "(A", " (A"),
 def answer_text_ids(greedy: Generation) -> np.ndarray:
     """The greedy answer's tokens without the stop token."""
     return greedy.token_ids[:greedy.n_text_tokens]
-
-
-def first_token_ids(tokenizer, spellings) -> list[int]:
-    """Distinct first token ids of ``spellings`` (order kept)."""
-    ids: list[int] = []
-    for text in spellings:
-        first = tokenizer(text, add_special_tokens=False)["input_ids"][0]
-        if first not in ids:
-            ids.append(first)
-    return ids
 
 
 @calculator
@@ -80,17 +74,10 @@ class PTrueCalculator(CachedCalculator):
 
     def compute_batch(self, questions, inputs, ctx):
         backend = ctx.store.backend
-        label_ids = {label: first_token_ids(backend.tokenizer, spellings)
-                     for label, spellings in P_TRUE_LABELS.items()}
-        flat = [i for ids in label_ids.values() for i in ids]
         prompts = [backend.chat_prompt((("user", P_TRUE_PROMPT.format(
             question=q.question, answer=g.text)),)) for q, g in zip(questions, inputs[GREEDY])]
-        results = teacher_forced(backend, prompts, [[] for _ in prompts], [flat] * len(prompts))
         values = []
-        for prompt, result in zip(prompts, results):
-            read = dict(zip(flat, result.readout.astype(np.float64)))
-            logprobs = {label: float(np.logaddexp.reduce([read[i] for i in ids]))
-                        for label, ids in label_ids.items()}
+        for prompt, logprobs in zip(prompts, label_readouts(backend, prompts, P_TRUE_LABELS)):
             tokens = len(backend.tokenizer(prompt, add_special_tokens=False)["input_ids"])
             values.append((Readout(logprobs), Cost(forward_passes=1, prompt_tokens=tokens)))
         return values

@@ -21,9 +21,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from bench.cache import Record
-from bench.calculators.forced import P_TRUE_LABELS, first_token_ids
+from bench.calculators.forced import P_TRUE_LABELS
 from bench.ledger import Cost
-from bench.models.passes import teacher_forced
+from bench.models.passes import label_readouts
 from bench.statistics import Calculator, calculator
 from estimators.base import GREEDY
 from estimators.stat_types import ICM_READOUT, Readout
@@ -64,9 +64,6 @@ class _Reader:
 
     def __init__(self, backend) -> None:
         self.backend = backend
-        self.ids = {label: first_token_ids(backend.tokenizer, P_TRUE_LABELS[label])
-                    for label in LABELS}
-        self.flat = [i for label in LABELS for i in self.ids[label]]
 
     def prompt(self, demos: Sequence[tuple[str, int]], claim: str) -> str:
         shown = "\n\n".join(f"{text} {'True' if y == 0 else 'False'}" for text, y in demos)
@@ -74,14 +71,8 @@ class _Reader:
         return self.backend.chat_prompt((("user", body),))
 
     def read(self, prompts: list[str]) -> list[dict[str, float]]:
-        results = teacher_forced(self.backend, prompts, [[] for _ in prompts],
-                                 [self.flat] * len(prompts))
-        out = []
-        for result in results:
-            got = dict(zip(self.flat, result.readout.astype(np.float64)))
-            out.append({label: float(np.logaddexp.reduce([got[i] for i in self.ids[label]]))
-                        for label in LABELS})
-        return out
+        return label_readouts(self.backend, prompts,
+                              {label: P_TRUE_LABELS[label] for label in LABELS})
 
 
 @calculator

@@ -83,6 +83,35 @@ def teacher_forced(backend, prefixes: Sequence[str], continuations: Sequence[Seq
     return results
 
 
+def first_token_ids(tokenizer, spellings) -> list[int]:
+    """Distinct first token ids of ``spellings`` (order kept)."""
+    ids: list[int] = []
+    for text in spellings:
+        first = tokenizer(text, add_special_tokens=False)["input_ids"][0]
+        if first not in ids:
+            ids.append(first)
+    return ids
+
+
+def label_readouts(backend, prompts: Sequence[str], labels: dict[str, Sequence[str]],
+                   disjoint: bool = False) -> list[dict[str, float]]:
+    """log P(label) at the end of each prompt: the total probability of the
+    first tokens spelling it (e.g. "True", " True", "(A"), one forward pass per prompt.
+    With ``disjoint``, fails if two labels share a first token."""
+    ids = {label: first_token_ids(backend.tokenizer, spellings)
+           for label, spellings in labels.items()}
+    flat = list(dict.fromkeys(i for label_ids in ids.values() for i in label_ids))
+    if disjoint and len(flat) != sum(len(label_ids) for label_ids in ids.values()):
+        raise ValueError(f"labels {list(labels)} share a first token in this tokenizer")
+    results = teacher_forced(backend, prompts, [[] for _ in prompts], [flat] * len(prompts))
+    out = []
+    for result in results:
+        read = dict(zip(flat, result.readout.astype(np.float64)))
+        out.append({label: float(np.logaddexp.reduce([read[i] for i in label_ids]))
+                    for label, label_ids in ids.items()})
+    return out
+
+
 @torch.inference_mode()
 def last_layer_attention(backend, token_ids: Sequence[Sequence[int]]) -> list[np.ndarray]:
     """(n, n) head-averaged last-layer attention of each token sequence, no prompt.
