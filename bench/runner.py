@@ -184,13 +184,15 @@ def run(config: RunConfig, allow_model: bool = True) -> RunResult:
                                              if VERIFIER in services.stores else None),
                           "config_sha256": _config_hash(config)}}
     run_info = {"wall_seconds": round(time.perf_counter() - started, 2),
-                "lm_generate_calls": store.lm_calls,
+                "lm_generate_calls": sum(s.lm_calls for s in services.stores.values()),
                 "retrieval_queries": retrieval.queries,
                 "cache_hits": cache.hits, "cache_misses": cache.misses,
                 "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 "torch_threads": torch.get_num_threads()}
     if store.lm_work is not None:
         run_info["lm_work"] = store.lm_work
+    if VERIFIER in services.stores and services.stores[VERIFIER].lm_work is not None:
+        run_info["verifier_lm_work"] = services.stores[VERIFIER].lm_work
     write_results(directory, metrics, config.to_dict(), run_info)
     cache.close()
     return RunResult(metrics, run_info, directory)
