@@ -1,22 +1,26 @@
 """From answers, scores and costs of one dataset to its result rows.
 
 Shared by ``arbench run`` (answers from the model) and ``arbench score``
-(answers produced elsewhere). Gates are fit on train only; test labels are
-read only to score decisions already made.
+(answers produced elsewhere). Gates are fit and selected on train only
+(:mod:`bench.gates`), before any test answer is graded: test labels are read
+only to score decisions already made.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from bench.gates import ThresholdGate
+from bench.gates import GateSelection, fit_gates
 from bench.ledger import Cost, mean_cost
 from bench.metrics import (
     gate_row,
     need_retrieval_labels,
+    operating_curve,
     reference_rows,
+    reliability_bins,
     score_answers,
     self_knowledge,
 )
@@ -24,6 +28,9 @@ from bench.metrics import (
 #: Per-question cost fields reported in metrics (seconds are not deterministic).
 COST_FIELDS = ("generate_calls", "prefills", "prompt_tokens", "generated_tokens",
                "forward_passes", "aux_calls")
+
+#: ECE and Brier of rows without a predicted probability (references, threshold gates).
+NO_CALIBRATION = {"ece": float("nan"), "brier": float("nan")}
 
 
 @dataclass
@@ -45,51 +52,81 @@ def evaluate_dataset(test: SplitAnswers, train: SplitAnswers | None, dev_fractio
                      seed: int = 0) -> dict:
     """Rows ``never``, ``always``, ``ideal`` and one per scored estimator.
 
+    Every estimator's gate is selected on train (:func:`bench.gates.select_gate`)
+    before the test answers are graded, so nothing about the test labels can
+    reach a gate.
+
     Returns
     -------
     dict
-        ``{"rows": {name: metrics}, "gates": {estimator: gate parameters},
-        "n_test": int, "n_train": int, "need_rate_test": float}``.
+        ``rows``: ``{name: metrics}``; ``gates``: ``{estimator: {"chosen", "candidates",
+        "n_fit", "n_dev"}}``; ``curves``: ``{estimator: {"rc", "in_accuracy"}}``, the
+        test operating curve; ``reliability``: ``{estimator: {"confidence", "frequency",
+        "count"}}`` for estimators whose chosen gate outputs probabilities; ``n_test``,
+        ``n_train``, ``need_rate_test``.
     """
     if test.always is None:
         raise ValueError("test answers need both no-retrieval and retrieval answers")
     _check_costs(test)
+    selections = _select_gates(list(test.scores), train, dev_fraction, seed)
+
+    # Test labels are read from here on, after every gate is fitted.
     never = score_answers(list(test.never), [list(g) for g in test.golds])
     always = score_answers(list(test.always), [list(g) for g in test.golds])
     need = need_retrieval_labels(never["in_accuracy"])
-    rows = reference_rows(never, always)
+    # Rows hold numbers and the text columns "kind" and "gate".
+    rows: dict[str, dict[str, Any]] = dict(reference_rows(never, always))
     decisions = {"never": np.zeros(len(need), bool), "always": np.ones(len(need), bool),
                  "ideal": need.copy()}
     for name in ("never", "always", "ideal"):
+        rows[name].update(NO_CALIBRATION)
         rows[name].update(self_knowledge(need, decisions[name]))
         rows[name]["kind"] = "reference"
 
-    gates: dict[str, dict] = {}
-    train_need = None
-    if test.scores:
-        if train is None:
-            raise ValueError("estimator scores need train answers and scores to fit gates")
-        train_never = score_answers(list(train.never), [list(g) for g in train.golds])
-        train_need = need_retrieval_labels(train_never["in_accuracy"])
-    for name, test_scores in test.scores.items():
-        if train is None or name not in train.scores:
-            raise ValueError(f"estimator {name!r} has test scores but no train scores")
-        gate = ThresholdGate.fit(train.scores[name], train_need, dev_fraction, seed)
+    curves: dict[str, dict] = {}
+    reliability: dict[str, dict] = {}
+    for name, selection in selections.items():
+        test_scores = np.asarray(test.scores[name], dtype=np.float64)
+        gate = selection.chosen
         decision = gate.decide(test_scores)
+        probability = gate.probability(test_scores)
         decisions[name] = decision
-        row = gate_row(never, always, decision)
-        row.update(self_knowledge(need, decision, _finite_for_ranking(test_scores)))
+        row: dict[str, Any] = {**gate_row(never, always, decision), **NO_CALIBRATION}
+        row.update(self_knowledge(need, decision, _finite_for_ranking(test_scores),
+                                  probability))
         row["kind"] = "gate"
+        row["gate"] = gate.kind
         row["nan_scores"] = int(np.isnan(test_scores).sum())
         rows[name] = row
-        gates[name] = gate.to_dict()
+        curves[name] = operating_curve(never["in_accuracy"], always["in_accuracy"], test_scores)
+        if probability is not None:
+            bins = reliability_bins(need, probability)
+            reliability[name] = {key: [round(v, 4) for v in values]
+                                 for key, values in bins.items()}
 
     if test.never_cost is not None:
         for name, decision in decisions.items():
             rows[name].update(_cost_columns(test, name, decision))
-    return {"rows": rows, "gates": gates, "n_test": len(need),
+    return {"rows": rows, "gates": {name: s.to_dict() for name, s in selections.items()},
+            "curves": curves, "reliability": reliability, "n_test": len(need),
             "n_train": 0 if train is None else len(train.never),
             "need_rate_test": float(need.mean())}
+
+
+def _select_gates(names: list[str], train: SplitAnswers | None, dev_fraction: float,
+                  seed: int) -> dict[str, GateSelection]:
+    """One gate per estimator name, from train answers and scores alone."""
+    if not names:
+        return {}
+    if train is None:
+        raise ValueError("estimator scores need train answers and scores to fit gates")
+    for name in names:
+        if name not in train.scores:
+            raise ValueError(f"estimator {name!r} has test scores but no train scores")
+    train_never = score_answers(list(train.never), [list(g) for g in train.golds])
+    train_need = need_retrieval_labels(train_never["in_accuracy"])
+    return fit_gates({name: train.scores[name] for name in names}, train_need,
+                     dev_fraction, seed)
 
 
 def _check_costs(test: SplitAnswers) -> None:

@@ -154,8 +154,16 @@ def test_train_without_scores_adds_no_gate():
 # --------------------------------------------------------------------------- #
 def test_gate_parameters_fit_on_train():
     result = evaluate_dataset(scored_test(), make_train(), dev_fraction=0.0)
-    gates = result["gates"]
-    assert set(gates) == {"unc", "conf"}
+    selections = result["gates"]
+    assert set(selections) == {"unc", "conf"}
+    # Without a dev part every kind's dev accuracy is its fit accuracy; the threshold
+    # gate separates train perfectly (1.0), nothing beats that, and ties go to the
+    # simplest kind, so the threshold gate is chosen for both estimators.
+    for selection in selections.values():
+        assert selection["chosen"] == "threshold"
+        assert list(selection["candidates"]) == ["threshold", "logistic", "tree", "knn", "mlp"]
+        assert selection["n_fit"] == 6 and selection["n_dev"] == 0
+    gates = {name: s["candidates"]["threshold"] for name, s in selections.items()}
     assert gates["unc"]["direction"] == 1
     assert gates["unc"]["threshold"] == pytest.approx(UNC_T, abs=1e-12)
     assert gates["unc"]["threshold"] == float(np.linspace(0.1, 0.8, 100)[29])
@@ -204,7 +212,7 @@ def test_gate_uses_dev_split_seed():
         result = evaluate_dataset(scored_test(), make_train(), dev_fraction=0.2, seed=seed)
         for name, scores in (("unc", TRAIN_UNC), ("conf", -TRAIN_UNC)):
             expected = ThresholdGate.fit(scores, train_need, 0.2, seed).to_dict()
-            assert result["gates"][name] == expected
+            assert result["gates"][name]["candidates"]["threshold"] == expected
 
 
 # --------------------------------------------------------------------------- #
@@ -302,3 +310,62 @@ def test_never_cost_without_always_cost_raises():
 def test_cost_list_of_wrong_length_raises():
     with pytest.raises(ValueError, match="3 entries for 4 questions"):
         evaluate_dataset(make_test(never_cost=[Cost()] * 4, always_cost=[Cost()] * 3), None)
+
+
+# --------------------------------------------------------------------------- #
+# Gate choice, PRR/AUPRC/ECE/Brier and reliability in the rows
+# --------------------------------------------------------------------------- #
+def test_rows_carry_gate_kind_prr_auprc_and_nan_calibration_for_threshold_gates():
+    result = evaluate_dataset(scored_test(), make_train(), dev_fraction=0.0)
+    rows = result["rows"]
+    # "unc" test scores with NaN ranked on top: [0.2, 0.9, 0.95, 1.95], need [F, T, F, T],
+    # quality q = [1, 0, 1, 0]. Least uncertain first: q [1, 0, 1, 0] -> prefix means
+    # 1, 1/2, 2/3, 1/2 -> AR 2/3; random 1/2; oracle 19/24 -> PRR (1/6) / (7/24) = 4/7.
+    # AUPRC: 1.95 (need) P 1 R 1/2; 0.95 (not) P 1/2; 0.9 (need) P 2/3 R 1 -> 1/2 + 1/3 = 5/6.
+    # "conf" = -unc, NaN -> -0.2 + 1 = 0.8: [-0.2, -0.9, -0.95, 0.8] ranks the questions
+    # q2, q1, q0, q3 from least uncertain: the same q sequence and PR steps -> 4/7, 5/6.
+    for name in ("unc", "conf"):
+        assert rows[name]["gate"] == "threshold"
+        assert rows[name]["prr"] == pytest.approx(4 / 7)
+        assert rows[name]["auprc"] == pytest.approx(5 / 6)
+        # A threshold gate has no probability: no ECE/Brier, no reliability bins.
+        assert math.isnan(rows[name]["ece"]) and math.isnan(rows[name]["brier"])
+    assert result["reliability"] == {}
+    for name in ("never", "always", "ideal"):
+        assert "gate" not in rows[name]
+        for key in ("prr", "auprc", "ece", "brier"):
+            assert math.isnan(rows[name][key]), (name, key)
+
+
+def test_classifier_gate_rows_have_calibration_and_reliability():
+    from bench.gates import select_gate
+    from bench.metrics import (
+        brier_score,
+        expected_calibration_error,
+        need_retrieval_labels,
+        reliability_bins,
+        score_answers,
+    )
+    from tests.test_gate_selection import make_split
+
+    train, test = make_split(11, 60, "train"), make_split(12, 20, "test")
+    result = evaluate_dataset(test, train, dev_fraction=0.2, seed=0)
+    # Recompute independently: the tree chosen for "holes" on train, its test P(need).
+    train_need = need_retrieval_labels(score_answers(train.never, train.golds)["in_accuracy"])
+    gate = select_gate(train.scores["holes"], train_need, 0.2, 0).chosen
+    assert gate.kind == "tree" == result["rows"]["holes"]["gate"]
+    need = need_retrieval_labels(score_answers(test.never, test.golds)["in_accuracy"])
+    probability = gate.probability(test.scores["holes"])
+    row = result["rows"]["holes"]
+    assert row["ece"] == pytest.approx(expected_calibration_error(need, probability))
+    assert row["brier"] == pytest.approx(brier_score(need, probability))
+    bins = reliability_bins(need, probability)
+    assert result["reliability"]["holes"] == {k: [round(v, 4) for v in vals]
+                                              for k, vals in bins.items()}
+    assert sum(result["reliability"]["holes"]["count"]) == 20
+    # The threshold-gated estimators have none.
+    assert "mono" not in result["reliability"] and math.isnan(result["rows"]["mono"]["ece"])
+    # Every scored estimator has a curve from rc 0 to 1 in n + 1 = 21 steps.
+    assert set(result["curves"]) == {"mono", "ushape", "reversed", "holes"}
+    assert result["curves"]["holes"]["rc"][:2] == [0.0, 0.05]
+    assert len(result["curves"]["holes"]["rc"]) == 21

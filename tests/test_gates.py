@@ -1,4 +1,5 @@
-"""Threshold gates: the dev split, the threshold search, the direction choice, leak-freedom.
+"""Gates: the dev split, the threshold search and direction choice, the four classifier
+gates, leak-freedom.
 
 Expected values are worked out by hand in the comments. The grid is always
 ``linspace(low, high, 100)`` over the fit part's finite scores, so grid point k
@@ -13,7 +14,15 @@ import numpy as np
 import pytest
 
 from bench.evaluation import SplitAnswers, evaluate_dataset
-from bench.gates import ThresholdGate, split_dev
+from bench.gates import (
+    FeatureMap,
+    KnnGate,
+    LogisticGate,
+    MlpGate,
+    ThresholdGate,
+    TreeGate,
+    split_dev,
+)
 
 T, F = True, False
 
@@ -288,6 +297,147 @@ def test_gates_do_follow_train_labels():
                                   always=train.always, scores=train.scores)
     poisoned = evaluate_dataset(test, poisoned_train, dev_fraction=0.2, seed=0)
     assert poisoned["gates"] != clean["gates"]
-    # All train questions now need retrieval: the best gate retrieves everything.
-    for gate in poisoned["gates"].values():
-        assert gate["fit_accuracy"] == 1.0 and gate["dev_accuracy"] == 1.0
+    # All train questions now need retrieval: every kind retrieves everything (the
+    # classifiers see one class and predict it), so all tie at 1.0 and the simplest,
+    # the threshold, is kept.
+    for selection in poisoned["gates"].values():
+        assert selection["chosen"] == "threshold"
+        for gate in selection["candidates"].values():
+            assert gate["fit_accuracy"] == 1.0 and gate["dev_accuracy"] == 1.0
+        for kind in ("logistic", "tree", "knn", "mlp"):
+            assert selection["candidates"][kind]["constant"] is True
+
+
+# --------------------------------------------------------------------------- #
+# Classifier gates: the feature map, each model on a hand-made fit part
+# --------------------------------------------------------------------------- #
+EMPTY = np.array([])
+NO_LABELS = np.array([], dtype=bool)
+
+
+def fit_only(cls, scores, need, seed=0):
+    """Fit a kind on ``scores``/``need`` with an empty dev part (dev = fit accuracy)."""
+    return cls.fit_parts(np.asarray(scores, float), np.asarray(need, bool), EMPTY, NO_LABELS,
+                         seed)
+
+
+def test_feature_map_imputes_above_the_fit_range_and_standardises():
+    # Finite fit scores 0, 1, 2: span 2, so NaN and +inf -> 2 + 2 = 4, -inf -> 0 - 2 = -2.
+    # Imputed column [4, 0, 1, 2, 4, -2]: mean 9/6 = 1.5; deviations 2.5, -1.5, -.5, .5,
+    # 2.5, -3.5; squares sum 6.25 + 2.25 + .25 + .25 + 6.25 + 12.25 = 27.5; std sqrt(27.5/6).
+    fm = FeatureMap.fit(np.array([np.nan, 0, 1, 2, np.inf, -np.inf]), standardise=True)
+    assert (fm.high_fill, fm.low_fill, fm.mean) == (4.0, -2.0, 1.5)
+    assert fm.scale == pytest.approx(math.sqrt(27.5 / 6), abs=1e-15)
+    column = fm.transform(np.array([np.nan, 4.0, -np.inf, 1.5]))
+    assert column.shape == (4, 1)
+    assert column[:, 0].tolist() == pytest.approx([2.5 / fm.scale, 2.5 / fm.scale,
+                                                   -3.5 / fm.scale, 0.0])
+    # Not standardised (the tree): imputation only, mean 0, scale 1.
+    raw = FeatureMap.fit(np.array([np.nan, 0, 1, 2]), standardise=False)
+    assert (raw.high_fill, raw.low_fill, raw.mean, raw.scale) == (4.0, -2.0, 0.0, 1.0)
+
+
+def test_feature_map_degenerate_fit_parts():
+    # Constant finite part: span taken as 1 -> fills 3 + 1 and 3 - 1; std 0 -> scale 1.
+    fm = FeatureMap.fit(np.array([3.0, 3.0, 3.0]), standardise=True)
+    assert (fm.high_fill, fm.low_fill, fm.mean, fm.scale) == (4.0, 2.0, 3.0, 1.0)
+    # No finite score at all: both fills 0, column constant 0.
+    fm = FeatureMap.fit(np.full(3, np.nan), standardise=True)
+    assert (fm.high_fill, fm.low_fill, fm.mean, fm.scale) == (0.0, 0.0, 0.0, 1.0)
+
+
+def test_logistic_gate_symmetric_example():
+    # Fit scores 0, 1, 2, 3 with need F F T T: standardised by mean 1.5 and
+    # std sqrt(1.25), i.e. x = [-3, -1, 1, 3] / sqrt(5). The data are symmetric about
+    # x = 0, so the L2-penalised optimum has intercept 0 and P(need | score 1.5) = 1/2,
+    # P(0) = 1 - P(3). sklearn minimises 0.5 w^2 + C * sum log-loss (C = 1): at the
+    # optimum w + sum_i (p_i - y_i) x_i = 0 and sum_i (p_i - y_i) = 0.
+    gate = fit_only(LogisticGate, [0, 1, 2, 3], [F, F, T, T])
+    params = gate.to_dict()
+    assert params["mean"] == 1.5 and params["scale"] == pytest.approx(math.sqrt(1.25))
+    assert params["intercept"] == pytest.approx(0.0, abs=1e-6)
+    assert params["coef"] > 0
+    x = np.array([-3, -1, 1, 3]) / math.sqrt(5)
+    p = 1 / (1 + np.exp(-(params["coef"] * x + params["intercept"])))
+    y = np.array([0, 0, 1, 1])
+    assert params["coef"] + np.sum((p - y) * x) == pytest.approx(0.0, abs=1e-3)
+    prob = gate.probability(np.array([0.0, 1.5, 3.0]))
+    assert prob[1] == pytest.approx(0.5, abs=1e-6)
+    assert prob[0] == pytest.approx(1 - prob[2], abs=1e-6)
+    assert prob.tolist() == pytest.approx(p[[0]].tolist() + [0.5] + p[[3]].tolist(), abs=1e-6)
+    assert gate.decide(np.array([0, 1, 2, 3, np.nan])).tolist() == [F, F, T, T, T]
+    assert gate.fit_accuracy == 1.0 and gate.dev_accuracy == 1.0
+    assert gate.kind == "logistic"
+
+
+def test_tree_gate_u_shape():
+    # need T at both ends of 0..5: no threshold separates it, a depth-3 tree does.
+    # sklearn splits at midpoints; the first best split on [T F F F F T] is 0.5 (the
+    # mirror split 4.5 ties and comes later in the scan), then 4.5 on the right:
+    # leaves {0} -> P 1, {1..4} -> P 0, {5} -> P 1, depth 2.
+    gate = fit_only(TreeGate, np.arange(6.0), [T, F, F, F, F, T])
+    params = gate.to_dict()
+    assert params["splits"] == [0.5, 4.5]
+    assert params["leaf_probability"] == [1.0, 0.0, 1.0]
+    assert (params["max_depth"], params["depth"], params["n_leaves"]) == (3, 2, 3)
+    # Unstandardised: splits read in score units; NaN -> 5 + 5 = 10 -> right leaf.
+    assert (params["mean"], params["scale"], params["high_fill"]) == (0.0, 1.0, 10.0)
+    assert gate.decide(np.array([0.2, 2.5, 5.0, np.nan])).tolist() == [T, F, T, T]
+    assert gate.probability(np.array([0.2, 2.5])).tolist() == [1.0, 0.0]
+    assert gate.fit_accuracy == 1.0
+
+
+def test_knn_gate_fifteen_neighbours():
+    # Fit scores 0..19, need iff score >= 10; standardising keeps the neighbour order.
+    # Query 19: the 15 nearest are 5..19, of which 10..19 need -> 10/15 = 2/3 -> retrieve.
+    # Query 0: nearest 0..14, of which 10..14 need -> 5/15 = 1/3 -> skip.
+    gate = fit_only(KnnGate, np.arange(20.0), np.arange(20) >= 10)
+    assert gate.to_dict()["n_neighbors"] == 15 and gate.to_dict()["n_fit"] == 20
+    assert gate.probability(np.array([19.0, 0.0])).tolist() == pytest.approx([2 / 3, 1 / 3])
+    assert gate.decide(np.array([19.0, 0.0])).tolist() == [T, F]
+
+
+def test_knn_gate_caps_k_at_the_fit_size():
+    # 6 fit rows: k = 6, every query sees the whole fit part: P = 2/6 everywhere.
+    gate = fit_only(KnnGate, np.arange(6.0), [T, T, F, F, F, F])
+    assert gate.to_dict()["n_neighbors"] == 6
+    assert gate.probability(np.array([-5.0, 0.0, 50.0])).tolist() == pytest.approx([1 / 3] * 3)
+    assert gate.decide(np.array([0.0])).tolist() == [F]
+    # fit accuracy: predicts F everywhere -> 4/6.
+    assert gate.fit_accuracy == pytest.approx(4 / 6)
+
+
+def test_mlp_gate_is_seeded_and_fits_a_separable_set():
+    scores = np.arange(10.0)
+    need = scores >= 5
+    a, b = fit_only(MlpGate, scores, need, seed=3), fit_only(MlpGate, scores, need, seed=3)
+    assert a.to_dict() == b.to_dict()
+    assert fit_only(MlpGate, scores, need, seed=4).to_dict()["weights_l1"] != \
+        a.to_dict()["weights_l1"]
+    assert a.to_dict()["hidden_layer_sizes"] == [100]
+    assert 1 <= a.to_dict()["n_iter"] <= 500
+    assert a.decide(scores).tolist() == need.tolist()
+    prob = a.probability(np.array([0.0, 9.0]))
+    assert 0 <= prob[0] < 0.5 < prob[1] <= 1
+
+
+@pytest.mark.parametrize("cls", [LogisticGate, TreeGate, KnnGate, MlpGate])
+@pytest.mark.parametrize("label", [T, F])
+def test_one_class_fit_part_predicts_that_class(cls, label):
+    gate = fit_only(cls, [0.1, 0.5, np.nan], [label] * 3)
+    assert gate.decide(np.array([0.0, 9.0, np.nan])).tolist() == [label] * 3
+    assert gate.probability(np.array([0.0, 9.0])).tolist() == [float(label)] * 2
+    params = gate.to_dict()
+    assert params["constant"] is label and params["fit_accuracy"] == 1.0
+
+
+def test_classifier_dev_part_is_scored_not_fitted():
+    # Fit part separable at 1.5 (need iff score >= 2); dev rows contradict it.
+    # A fit on fit + dev would move the boundary; the fitted gate must not see dev.
+    fit_scores, fit_need = np.array([0.0, 1, 2, 3]), np.array([F, F, T, T])
+    dev_scores, dev_need = np.array([0.0, 3.0]), np.array([T, F])
+    with_dev = TreeGate.fit_parts(fit_scores, fit_need, dev_scores, dev_need, 0)
+    without = fit_only(TreeGate, fit_scores, fit_need)
+    assert with_dev.to_dict()["splits"] == without.to_dict()["splits"] == [1.5]
+    # Both dev rows are wrong for the fitted tree: dev accuracy 0.
+    assert with_dev.fit_accuracy == 1.0 and with_dev.dev_accuracy == 0.0

@@ -156,7 +156,8 @@ def test_gate_rows_with_train_predictions(capsys, data_dir, scored_preds, train_
     assert row["kind"] == "gate"
     assert_values(row, GATE)
     assert row["nan_scores"] == 1
-    gate = out["gates"]["unc"]
+    assert out["gates"]["unc"]["chosen"] == "threshold"
+    gate = out["gates"]["unc"]["candidates"]["threshold"]
     assert gate["direction"] == 1
     assert gate["threshold"] == pytest.approx(0.1 + 29 * 0.7 / 99, abs=1e-12)
     assert gate["fit_accuracy"] == 1.0 and gate["dev_accuracy"] == 1.0
@@ -171,7 +172,8 @@ def test_default_dev_split_and_seed_reach_the_gate(capsys, data_dir, scored_pred
         out = run_json(capsys, score(data_dir, scored_preds, "--train-predictions",
                                      str(train_preds), "--seed", seed))
         expected = ThresholdGate.fit(scores, need, dev_fraction=0.2, seed=int(seed))
-        assert out["gates"]["unc"] == pytest.approx(expected.to_dict())
+        assert (out["gates"]["unc"]["candidates"]["threshold"]
+                == pytest.approx(expected.to_dict()))
 
 
 def test_train_predictions_without_test_scores(capsys, data_dir, preds, train_preds):

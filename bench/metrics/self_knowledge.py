@@ -9,6 +9,9 @@ Definitions follow STUDY.md §2.3 and §4:
   the raw score against ``y``, accuracy of the retrieve decision against
   ``y``, and the over-/under-confidence cells of the normalised confusion
   matrix: over = (y 1, decision 0), under = (y 0, decision 1);
+* beyond the study: PRR and AUPRC of the score (:mod:`bench.metrics.ranking`),
+  ECE and Brier score of a predicted probability
+  (:mod:`bench.metrics.calibration`);
 * reference rows Never / Always / Ideal and the replay of a gate's
   decisions over precomputed Never and Always answers.
 
@@ -24,6 +27,9 @@ from collections.abc import Mapping
 import numpy as np
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
+
+from bench.metrics.calibration import brier_score, expected_calibration_error
+from bench.metrics.ranking import auprc, prediction_rejection_ratio
 
 __all__ = [
     "QA_KEYS",
@@ -90,7 +96,7 @@ def _score_metrics(need: np.ndarray, score) -> tuple[float, float]:
     return auc, rho
 
 
-def self_knowledge(need, decision, score=None) -> dict[str, float]:
+def self_knowledge(need, decision, score=None, probability=None) -> dict[str, float]:
     """Self-knowledge metrics of a retrieve/skip gate.
 
     Parameters
@@ -104,6 +110,8 @@ def self_knowledge(need, decision, score=None) -> dict[str, float]:
         Continuous score, higher = more need for retrieval (an uncertainty
         or a ``predict_proba`` column).  Must not contain NaN: the caller
         decides the NaN policy.
+    probability : array_like of shape (n,), optional
+        The gate's predicted P(needs retrieval), in [0, 1], when it has one.
 
     Returns
     -------
@@ -122,6 +130,14 @@ def self_knowledge(need, decision, score=None) -> dict[str, float]:
         ``under_confidence``
             Fraction of all questions with need 0 and decision 1
             (retrieved although the model knew the answer).
+        ``prr``, ``auprc``
+            Prediction–rejection ratio and area under the precision–recall
+            curve of ``score`` (:mod:`bench.metrics.ranking`); NaN if
+            ``score`` is None or ``need`` has a single class.
+        ``ece``, ``brier``
+            Only when ``probability`` is given: expected calibration error
+            (10 equal-width bins) and Brier score of ``probability``
+            (:mod:`bench.metrics.calibration`).
 
     Raises
     ------
@@ -134,13 +150,20 @@ def self_knowledge(need, decision, score=None) -> dict[str, float]:
     if d.shape != y.shape:
         raise ValueError(f"decision has {d.size} values but need has {y.size}")
     auc, rho = _score_metrics(y, score)
-    return {
+    nan = float("nan")
+    metrics = {
         "roc_auc": auc,
         "spearman": rho,
         "accuracy": float(np.mean(d == y)),
         "over_confidence": float(np.mean(y & ~d)),
         "under_confidence": float(np.mean(~y & d)),
+        "prr": nan if score is None else prediction_rejection_ratio(y, score),
+        "auprc": nan if score is None else auprc(y, score),
     }
+    if probability is not None:
+        metrics["ece"] = expected_calibration_error(y, probability)
+        metrics["brier"] = brier_score(y, probability)
+    return metrics
 
 
 def _qa_arrays(scores: Mapping[str, np.ndarray], name: str) -> dict[str, np.ndarray]:
