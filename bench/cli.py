@@ -1,4 +1,5 @@
-"""Command line: ``arbench run | rescore | score | estimators | pipelines``."""
+"""Command line: ``arbench run | rescore | score | estimators | pipelines | leaderboard |
+compare``."""
 from __future__ import annotations
 
 import argparse
@@ -110,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     rescore.add_argument("--results-dir", default=None,
                          help="default: the folder holding run_dir")
     rescore.add_argument("--json", action="store_true")
+
+    from bench.reports.commands import add_parsers as add_report_parsers
+
+    add_report_parsers(sub)  # leaderboard, compare
     return parser
 
 
@@ -303,8 +308,11 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from bench.reports.commands import compare_command, leaderboard_command
+
     handlers = {"run": _run, "score": _score, "estimators": _estimators, "rescore": _rescore,
-                "pipelines": _pipelines}
+                "pipelines": _pipelines, "leaderboard": leaderboard_command,
+                "compare": compare_command}
     try:
         return handlers[args.command](args)
     except (DataError, CorpusError, ModelError, KeyError, ValueError) as exc:

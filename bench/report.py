@@ -78,7 +78,9 @@ def console_table(metrics: dict, columns=QA_COLUMNS + ("roc_auc", "accuracy",
 
 
 def write_results(directory: Path, metrics: dict, config: dict, run_info: dict) -> list[Path]:
-    """metrics.json (deterministic), metrics.csv, metrics.md, config.json, run_info.json."""
+    """metrics.json (deterministic), metrics.csv, metrics.md, config.json, run_info.json,
+    leaderboard.{md,csv,json} (RRF over datasets; ~20 ms). report.html is left to
+    ``arbench leaderboard`` because its figures take seconds."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     buf = io.StringIO()
@@ -91,4 +93,7 @@ def write_results(directory: Path, metrics: dict, config: dict, run_info: dict) 
                        ("run_info.json", dumps(run_info))):
         write_atomic(directory / name, text)
         written.append(directory / name)
+    from bench.leaderboard import build_leaderboard, write_leaderboard  # imports this module
+
+    written += write_leaderboard(directory, build_leaderboard(metrics))
     return written
