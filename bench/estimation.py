@@ -76,7 +76,8 @@ def save_state(state: FittedState, stem: Path) -> None:
     """``stem.json`` (meta) and ``stem.npz`` (arrays), both readable without pickle."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(state.meta, sort_keys=True, indent=1))
-    np.savez(stem.with_suffix(".npz"), **state.arrays)
+    # numpy's stub lets **kwds reach allow_pickle: bool; the keys are array names.
+    np.savez(stem.with_suffix(".npz"), **state.arrays)  # type: ignore[arg-type]
 
 
 def load_state(stem: Path) -> FittedState:

@@ -35,7 +35,8 @@ class Judge(ABC):
     def from_spec(cls, arg: str | None, backend_factory: Callable[[], Any] | None,
                   model_fingerprint: str | None = None) -> Judge:
         """The judge for spec ``name[:arg]``; by default ``arg`` is the model."""
-        return cls(arg) if arg else cls()
+        # Judges that keep this default take their model as the one optional argument.
+        return cls(arg) if arg else cls()  # type: ignore[call-arg]
 
     @abstractmethod
     def fingerprint(self) -> str:

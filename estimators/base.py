@@ -124,7 +124,9 @@ class GreedyStepAggregate(Estimator):
 
     family = "logit"
     requires = (GREEDY,)
-    reduce: ClassVar[Callable[[np.ndarray], float]] = staticmethod(np.mean)
+    # Typed as the staticmethod descriptor it is: a ClassVar[Callable] would make
+    # mypy bind `self` as the first argument on access.
+    reduce: ClassVar[staticmethod[[np.ndarray], Any]] = staticmethod(np.mean)
 
     @abstractmethod
     def per_step(self, greedy: Generation) -> np.ndarray:

@@ -9,6 +9,8 @@ probe is refitted on all of train.
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
@@ -21,6 +23,7 @@ from estimators.base import (
     FitData,
     FittedState,
     StatBundle,
+    Statistic,
     finite_or_nan,
     register,
 )
@@ -55,7 +58,8 @@ class _Probe(FittedEstimator):
     """Fit a classifier on one hidden-state vector per question; U = P(label 1)."""
 
     family = "probe"
-    requires = (GREEDY,)
+    # Annotated so subclasses may declare more statistics (label_free_probe adds SAMPLES).
+    requires: ClassVar[tuple[Statistic, ...]] = (GREEDY,)
     training = "supervised"
 
     def feature(self, greedy: Generation, layer: int) -> np.ndarray:

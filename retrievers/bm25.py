@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -192,7 +193,9 @@ class BM25sRetriever(Retriever):
         self.n_threads = max(1, int(n_threads))
         self.index_path = Path(index_dir) / self.fingerprint()
         self.built = False
-        self.model = self._load() if (self.index_path / "meta.json").is_file() else None
+        # bm25s.BM25 (untyped for mypy); None only until the build below.
+        self.model: Any = (self._load() if (self.index_path / "meta.json").is_file()
+                           else None)
         if self.model is None:
             self.model = self._build_and_save()
             self.built = True

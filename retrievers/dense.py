@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -232,6 +233,8 @@ class DenseRetriever(Retriever):
             exact = refine_candidates(docs[row], scores[row], k, n)
             if exact is None:  # a tie straddles the cut-off: rank everything
                 all_scores, all_docs = self.index.search(q[row:row + 1], n)
-                exact = refine_candidates(all_docs[0], all_scores[0], k, n)
+                # With all n documents as candidates no tie can straddle: never None.
+                exact = cast(tuple[np.ndarray, np.ndarray],
+                             refine_candidates(all_docs[0], all_scores[0], k, n))
             results.append(make_hits(self.corpus, *exact))
         return results

@@ -228,7 +228,7 @@ def score_answers(
     for i, pred in enumerate(predictions):
         if not isinstance(pred, str):
             raise TypeError(f"prediction {i} is {type(pred).__name__}, expected str")
-    out = {"in_accuracy": [], "em": [], "f1": []}
+    out: dict[str, list[float]] = {"in_accuracy": [], "em": [], "f1": []}
     for pred, golds in zip(predictions, gold_lists):
         out["in_accuracy"].append(in_accuracy(pred, golds))
         out["em"].append(exact_match(pred, golds))

@@ -57,6 +57,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import Any, cast
 
 import numpy as np
 
@@ -156,7 +157,7 @@ def fit_router(embeddings: np.ndarray, labels: Sequence[str], seed: int,
     if len(set(labels)) < 2 or len(set(fit_labels)) < 2 or n_dev == 0:
         return Router((majority,)), report
     dev_labels = np.array([labels[i] for i in dev])
-    best = None
+    best: tuple[float, float, Any] | None = None
     for c in c_grid:
         model = LogisticRegression(C=float(c), max_iter=5000, random_state=0)
         model.fit(x[fit], fit_labels)
@@ -164,7 +165,8 @@ def fit_router(embeddings: np.ndarray, labels: Sequence[str], seed: int,
         report["dev_accuracy"][str(c)] = accuracy
         if best is None or accuracy > best[0]:
             best = (accuracy, float(c), model)
-    _, report["C"], model = best
+    # n_dev > 0 and c_grid is non-empty, so some C was tried.
+    _, report["C"], model = cast(tuple[float, float, Any], best)
     router = Router(tuple(str(c) for c in model.classes_), model.coef_.astype(np.float64),
                     model.intercept_.astype(np.float64))
     return router, report
@@ -214,6 +216,9 @@ class AdaptiveRAG(Pipeline):
         ircot_max_steps: int = 5
         dev_fraction: float = 0.2
         c_grid: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0)
+
+    # The subclass's own settings type, so its fields type-check on self.settings.
+    settings: Settings
 
     def __init__(self, context: PipelineContext, settings: PipelineSettings | None = None,
                  embed: Embed | None = None) -> None:
@@ -287,7 +292,8 @@ class _ForcedStrategy(Pipeline):
 
     def __init__(self, parent: AdaptiveRAG, strategy: str) -> None:
         super().__init__(parent.context, parent.settings)
-        self.name = f"{parent.name}[{strategy}]"
+        # An unregistered one-off: the instance, not the class, carries the row name.
+        self.name = f"{parent.name}[{strategy}]"  # type: ignore[misc]
         self.parent, self.strategy = parent, strategy
 
     def run(self, question: Question) -> QuestionRun:

@@ -198,6 +198,9 @@ class Dragin(Pipeline):
         reasoning_token_budget: int = 64
         max_steps: int = 6
 
+    # The subclass's own settings type, so its fields type-check on self.settings.
+    settings: Settings
+
     def run(self, question: Question) -> QuestionRun:
         settings = self.settings
         config = replace(self.context.greedy, max_new_tokens=settings.max_new_tokens)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from tqdm import tqdm
@@ -32,6 +33,9 @@ from bench.pipelines.base import (
 )
 from bench.stores import GenerationStore, RetrievalStore
 from retrievers.base import Corpus
+
+if TYPE_CHECKING:
+    from bench.judges import Judge as PairJudge
 
 
 class PipelineError(RuntimeError):
@@ -58,7 +62,7 @@ class Services:
     stores: dict[str, GenerationStore]
     retrieval: RetrievalStore
     corpus: Corpus
-    judge: Callable[[], object]
+    judge: Callable[[], PairJudge]
     seed: int = 0
     progress: bool = True
 
@@ -98,6 +102,7 @@ def drive(pipeline: Pipeline, questions: Sequence[Question], services: Services,
                 costs[i] = costs[i] + cost
         before = len(pending)
         for i, request in list(pending.items()):
+            reply: object
             if isinstance(request, list):
                 reply = [answers[(i, j)] for j in range(len(request))]
             else:
@@ -105,7 +110,9 @@ def drive(pipeline: Pipeline, questions: Sequence[Question], services: Services,
             _advance(i, runs[i], reply, pending, outcomes)
         bar.update(before - len(pending))
     bar.close()
-    return [Trace(q.id, outcome, cost) for q, outcome, cost in zip(questions, outcomes, costs)]
+    # The loop ends when no run is pending, so every outcome is set.
+    return [Trace(q.id, cast(Outcome, outcome), cost)
+            for q, outcome, cost in zip(questions, outcomes, costs)]
 
 
 def _advance(i: int, run, reply, pending: dict, outcomes: list, first: bool = False) -> None:
@@ -133,7 +140,7 @@ def _group_key(request) -> tuple:
     raise PipelineError(f"pipeline yielded {request!r}, which is not a request")
 
 
-def _serve(requests: list, services: Services, desc: str) -> list[tuple[object, Cost]]:
+def _serve(requests: list, services: Services, desc: str) -> list[tuple[Any, Cost]]:
     first = requests[0]
     if isinstance(first, Generate):
         store = services.store(first.model)

@@ -124,6 +124,9 @@ class IRCoT(Pipeline):
         max_passages: int = 15
         max_steps: int = 5
 
+    # The subclass's own settings type, so its fields type-check on self.settings.
+    settings: Settings
+
     def run(self, question: Question) -> QuestionRun:
         settings = self.settings
         text = question.question

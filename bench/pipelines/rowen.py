@@ -53,7 +53,7 @@ import re
 from abc import abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 
@@ -196,6 +196,8 @@ class RowenBase(Pipeline):
     """Shared control flow; subclasses choose the checks and how to combine them."""
 
     Settings: ClassVar[type[PipelineSettings]] = RowenSettings
+    # Narrowed so the Rowen fields type-check on self.settings.
+    settings: RowenSettings
     cross_language: ClassVar[bool] = False
     cross_model: ClassVar[bool] = False
 
@@ -217,7 +219,8 @@ class RowenBase(Pipeline):
         scores = yield from self._check(perturbations)
         consistency = self.combine(scores)
         inconsistent = bool(consistency < settings.consistency_threshold)
-        decision = {"retrieve_first": inconsistent, "trigger_score": 1.0 - consistency}
+        decision: dict[str, Any] = {"retrieve_first": inconsistent,
+                                    "trigger_score": 1.0 - consistency}
         if not inconsistent:
             return Outcome(initial.text, steps=1, **decision)
         hit_lists = yield [Retrieve(p, settings.passages_per_query) for p in perturbations]
@@ -262,7 +265,8 @@ class RowenCL(RowenBase):
     cross_language = True
 
     def combine(self, scores: ConsistencyScores) -> float:
-        return scores.cross_language
+        # cross_language = True, so _check filled this score.
+        return cast(float, scores.cross_language)
 
 
 @register_pipeline
@@ -275,7 +279,8 @@ class RowenCM(RowenBase):
     cross_model = True
 
     def combine(self, scores: ConsistencyScores) -> float:
-        return scores.cross_model
+        # cross_model = True, so _check filled this score.
+        return cast(float, scores.cross_model)
 
 
 @register_pipeline
@@ -285,11 +290,14 @@ class RowenHybrid(RowenBase):
     name = "rowen_hybrid"
     study_name = "Rowen-Hybrid"
     Settings = RowenHybridSettings
+    settings: RowenHybridSettings
     models = (MAIN, VERIFIER)
     cross_language = True
     cross_model = True
 
     def combine(self, scores: ConsistencyScores) -> float:
-        return hybrid_consistency(scores.cross_language, scores.cross_model,
+        # Both checks are on for the hybrid, so both scores are set.
+        return hybrid_consistency(cast(float, scores.cross_language),
+                                  cast(float, scores.cross_model),
                                   self.settings.cm_consistency_alpha,
                                   self.settings.normalise_hybrid)

@@ -154,6 +154,9 @@ class SeaKR(Pipeline):
         max_docs: int = 5
         max_reasoning_steps: int = 7
 
+    # The subclass's own settings type, so its fields type-check on self.settings.
+    settings: Settings
+
     def __init__(self, context, settings=None) -> None:
         super().__init__(context, settings)
         self.threshold = self.settings.eigen_threshold

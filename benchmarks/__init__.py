@@ -1,0 +1,1 @@
+"""Throughput benchmarks (``tox -e bench``); not part of the unit tests."""
