@@ -15,7 +15,13 @@ from pathlib import Path
 
 import pytest
 
+import tests.conftest as shared_fixtures
+
 REPO = Path(__file__).resolve().parents[1]
+
+# The test suite's fixtures, shared rather than copied.
+shared_data = shared_fixtures.shared_data
+model_cache = shared_fixtures.model_cache
 
 
 @dataclass(frozen=True)
@@ -112,23 +118,6 @@ def throughput(benchmark):
         THROUGHPUTS.append(Throughput(label, amount, unit, stats.stats.min, stats.stats.mean))
 
     return record
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """``../shared/data`` beside the checkout (or ``$ARBENCH_SHARED_DATA``)."""
-    path = Path(os.environ.get("ARBENCH_SHARED_DATA", REPO.parent / "shared" / "data"))
-    if not (path / "corpus" / "wiki_passages.jsonl").exists():
-        pytest.skip(f"shared data not found at {path}")
-    return path
-
-
-@pytest.fixture(scope="session")
-def model_cache() -> Path:
-    """Converted model, indexes and cached outputs, reused across sessions (gitignored)."""
-    path = Path(os.environ.get("ARBENCH_TEST_CACHE", REPO / ".arbench-cache"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 @pytest.fixture(scope="session")
