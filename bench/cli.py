@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--template", default=defaults.template, choices=sorted(TEMPLATES),
                      help="prompt template (bench/prompts.py)")
     run.add_argument("--estimators", nargs="+", default=None,
-                     help="estimator names or groups (all, study); default: all")
+                     help="estimator names or groups (all, study, single-pass); default: all")
     run.add_argument("--pipelines", nargs="+", default=None,
                      help="adaptive-RAG pipelines (names or 'all'; `arbench pipelines` lists "
                           "them); default: none")
@@ -153,7 +153,7 @@ def split_methods(methods: list[str] | None, estimators: list[str] | None,
     """``--methods`` (or ``--estimators``/``--pipelines``) → (estimators, pipelines).
 
     Pipeline names and ``pipelines`` go to the second list, ``all`` to both,
-    anything else (estimator names, groups ``all``/``study``) to the first.
+    anything else (estimator names, groups ``all``/``study``/``single-pass``) to the first.
     """
     from bench.pipelines import PIPELINES
 

@@ -66,11 +66,14 @@ ESTIMATOR_GROUPS = {
     "all": lambda cls: True,
     # The reference study's 27 estimators and its hybrid row.
     "study": lambda cls: cls.study_name is not None,
+    # Everything computable from the greedy answer pass alone: no samples, no
+    # extra forward passes, no judge, so it scales to every cached question.
+    "single-pass": lambda cls: set(cls.requires) <= {GREEDY},
 }
 
 
 def select_estimators(requested: list[str]) -> list[str]:
-    """Estimator names in order, groups (``all``, ``study``) expanded, duplicates dropped."""
+    """Estimator names in order, groups (``all``, ``study``, ``single-pass``) expanded, duplicates dropped."""
     names: list[str] = []
     for item in requested:
         if item in ESTIMATOR_GROUPS:

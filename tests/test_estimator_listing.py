@@ -72,3 +72,15 @@ def test_estimator_groups_expand_and_deduplicate():
     assert len(mixed) == 29
     with pytest.raises(KeyError, match="unknown estimator 'nope'"):
         select_estimators(["nope"])
+
+
+def test_single_pass_group_needs_only_the_greedy_pass():
+    from bench.runner import select_estimators
+
+    single = select_estimators(["single-pass"])
+    assert {"perplexity", "mean_token_entropy", "maximum_sequence_probability", "renyi_neg",
+            "fisher_rao", "saplma", "relative_mahalanobis_distance"} <= set(single)
+    # Each of these declares one more statistic than the greedy pass.
+    assert not {"ccp", "mean_pmi", "p_true", "token_sar", "eigenscore", "hybrid_ue",
+                "dragin_rind", "introspection_stability"} & set(single)
+    assert len(single) == 21
