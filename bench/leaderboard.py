@@ -162,7 +162,9 @@ def build_leaderboard(metrics: Mapping, metric_names: Sequence[str] = DEFAULT_ME
                          f"{', '.join(RANK_METRICS)}")
     if k < 0:
         raise ValueError(f"RRF constant k must be >= 0, got {k}")
-    datasets = tuple(metrics.get("datasets", {}))
+    # Sorted: the board must depend on the metrics, not on the order a run visited datasets
+    # (float sums over datasets would differ in their last bits).
+    datasets = tuple(sorted(metrics.get("datasets", {})))
     rows: dict[str, LeaderboardRow] = {}
     for dataset in datasets:
         for method, values in metrics["datasets"][dataset].get("rows", {}).items():
