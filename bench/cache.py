@@ -3,7 +3,10 @@
 One SQLite file; each record is JSON metadata plus named NumPy arrays
 serialised with ``np.save`` and read back with ``allow_pickle=False``.
 Writes happen one batch per transaction, so a run killed at any instant
-keeps every batch it finished and nothing half-written.
+keeps every batch it finished and nothing half-written. Several processes may
+share one cache (``arbench run --ray``): WAL mode lets readers run beside the
+one writer, and the 60 s busy timeout makes a writer wait for another's
+transaction instead of failing.
 """
 from __future__ import annotations
 
@@ -124,6 +127,17 @@ class Cache:
         self.hits += len(found)
         self.misses += len(keys) - len(found)
         return found
+
+    def contains(self, keys: Iterable[str]) -> set[str]:
+        """The ``keys`` that have a record (nothing is read back; counters unchanged)."""
+        keys = list(dict.fromkeys(keys))
+        present: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            present.update(key for (key,) in self._db.execute(
+                f"SELECT key FROM records WHERE key IN ({marks})", chunk))
+        return present
 
     def put_many(self, kind: str, records: Mapping[str, Record]) -> None:
         """Insert all ``records`` atomically (one transaction)."""

@@ -1,5 +1,5 @@
 """Command line: ``arbench run | rescore | score | estimators | pipelines | leaderboard |
-compare``."""
+compare | bench``."""
 from __future__ import annotations
 
 import argparse
@@ -75,7 +75,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=defaults.seed)
     run.add_argument("--dev-fraction", type=float, default=defaults.dev_fraction)
     run.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    run.add_argument("--prefix-cache", action="store_true",
+                     help="prefill the prompt prefix a batch shares (system turn, "
+                          "demonstrations) once; outputs are cached apart from full prefills")
     run.add_argument("--threads", type=int, default=None)
+    run.add_argument("--ray", default=None, metavar="ADDRESS",
+                     help="compute model outputs on a Ray cluster first (its address, or "
+                          "'local' to start one); results are identical to one process")
+    run.add_argument("--ray-workers", type=int, default=None,
+                     help="Ray worker processes (default: the machine's or cluster's CPUs)")
+    run.add_argument("--shards", type=int, default=None,
+                     help="shards per dataset and fill (default: one per Ray worker)")
+    run.add_argument("--shard-size", type=int, default=None,
+                     help="questions per shard instead of --shards (whole batches)")
     run.add_argument("--run-name", default=None)
     run.add_argument("--cache-dir", default=default_cache_dir())
     run.add_argument("--results-dir", default=defaults.results_dir)
@@ -115,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     from bench.reports.commands import add_parsers as add_report_parsers
 
     add_report_parsers(sub)  # leaderboard, compare
+    from bench.perf.command import add_parser as add_bench_parser
+
+    add_bench_parser(sub)
     return parser
 
 
@@ -144,7 +159,14 @@ def _run(args) -> int:
                                      layers=_layers(args.hidden_layers)),
         include_stop_token=not args.exclude_stop_token, seed=args.seed,
         dev_fraction=args.dev_fraction, batch_size=args.batch_size, threads=args.threads,
+        prefix_cache=args.prefix_cache,
+        ray=args.ray, ray_workers=args.ray_workers, shards=args.shards,
+        shard_size=args.shard_size,
         cache_dir=args.cache_dir, results_dir=args.results_dir, progress=not args.no_progress)
+    if config.ray or config.ray_workers or config.shards or config.shard_size:
+        from bench.distributed import run_distributed
+
+        return _report(run_distributed(config), args.json)
     return _report(run(config), args.json)
 
 
@@ -308,11 +330,12 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from bench.perf.command import bench_command
     from bench.reports.commands import compare_command, leaderboard_command
 
     handlers = {"run": _run, "score": _score, "estimators": _estimators, "rescore": _rescore,
                 "pipelines": _pipelines, "leaderboard": leaderboard_command,
-                "compare": compare_command}
+                "compare": compare_command, "bench": bench_command}
     try:
         return handlers[args.command](args)
     except (DataError, CorpusError, ModelError, KeyError, ValueError) as exc:

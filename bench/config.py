@@ -24,9 +24,10 @@ def default_cache_dir() -> str:
 class RunConfig:
     """All inputs that determine a run's results (written as ``config.json``).
 
-    ``cache_dir``, ``results_dir``, ``progress`` and ``batch_size`` affect
-    where and how fast, not what, and are excluded from :meth:`identity`
-    (batch size can change the last bits of bf16 arithmetic; see README).
+    ``cache_dir``, ``results_dir``, ``progress``, ``batch_size`` and the Ray
+    settings affect where and how fast, not what, and are excluded from
+    :meth:`identity` (batch size can change the last bits of bf16 arithmetic;
+    see README; a Ray run forms the same batches as one process).
     """
 
     run_name: str | None = None
@@ -58,7 +59,17 @@ class RunConfig:
     seed: int = 0
     dev_fraction: float = 0.2
     batch_size: int = 16
+    #: Prefill a batch's shared prompt prefix once (HFBackend prefix_cache). It changes
+    #: the last bits of the arithmetic, so its generations are cached apart.
+    prefix_cache: bool = False
     threads: int | None = None
+    #: Phase 1 on Ray (bench.distributed): a cluster address or "local"; None = one process.
+    ray: str | None = None
+    #: Worker processes (local cluster size, or actors on a cluster; default: its CPUs).
+    ray_workers: int | None = None
+    #: Shards per dataset, or questions per shard (rounded to whole batches).
+    shards: int | None = None
+    shard_size: int | None = None
     cache_dir: str = field(default_factory=default_cache_dir)
     results_dir: str = "results"
     progress: bool = True
@@ -84,6 +95,9 @@ class RunConfig:
 
     def identity(self) -> dict:
         """The fields that determine results."""
-        skip = {"cache_dir", "results_dir", "progress", "batch_size", "threads", "run_name"}
+        skip = {"cache_dir", "results_dir", "progress", "batch_size", "threads", "run_name",
+                "ray", "ray_workers", "shards", "shard_size"}
+        # Opt-in switches join only when on, so runs without them keep their hashes.
+        skip |= {name for name in ("prefix_cache",) if not getattr(self, name)}
         return {f.name: v for f in fields(self) if f.name not in skip
                 for v in [asdict(self)[f.name]]}

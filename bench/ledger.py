@@ -15,7 +15,11 @@ class Cost:
     prefills : float
         Prompt encodings; N samples of one prompt share one prefill.
     prompt_tokens, generated_tokens : float
-        Tokens read by prefills and tokens emitted.
+        Tokens read by prefills and tokens emitted. ``prompt_tokens`` is the
+        prompt's length even where the backend reused a shared prefix's KV
+        cache (``--prefix-cache``): it measures what a method asks of the LM,
+        comparable across runs; the backend's ``CallCounter`` (``lm_work`` in
+        ``run_info.json``) reports the tokens actually prefilled.
     retrieval_calls : float
         Retriever queries.
     forward_passes : float

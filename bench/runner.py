@@ -13,6 +13,7 @@ import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -29,7 +30,8 @@ from bench.judges import build_judge
 from bench.ledger import Cost
 from bench.metrics import need_retrieval_labels, score_answers
 from bench.models.hf_backend import HFBackend
-from bench.models.loading import load_model, resolve_model
+from bench.models.loading import ModelRef, load_model, resolve_model
+from bench.models.outputs import Generation
 from bench.pipelines import PIPELINES, Pipeline, PipelineContext, create_pipeline
 from bench.pipelines.base import MAIN, VERIFIER
 from bench.pipelines.driver import Services
@@ -39,7 +41,7 @@ from bench.report import console_table, write_results
 from bench.statistics import StatContext, compute_statistics
 from bench.stores import GenerationStore, RetrievalStore
 from estimators.base import GREEDY, Estimator, EstimatorOptions, StatBundle, Statistic
-from retrievers import build_retriever
+from retrievers import Corpus, Retriever, build_retriever
 
 log = logging.getLogger("arbench")
 
@@ -73,7 +75,8 @@ ESTIMATOR_GROUPS = {
 
 
 def select_estimators(requested: list[str]) -> list[str]:
-    """Estimator names in order, groups (``all``, ``study``, ``single-pass``) expanded, duplicates dropped."""
+    """Estimator names in order, groups (``all``, ``study``, ``single-pass``) expanded,
+    duplicates dropped."""
     names: list[str] = []
     for item in requested:
         if item in ESTIMATOR_GROUPS:
@@ -95,6 +98,83 @@ def default_run_name(config: RunConfig) -> str:
     return base + (f"-limit{config.limit}" if config.limit else "")
 
 
+@dataclass
+class RunSetup:
+    """What a run builds before its first dataset: data, estimators, cache, stores."""
+
+    config: RunConfig
+    source: DataSource
+    datasets: list[str]
+    estimators: list[Estimator]
+    cache: Cache
+    model_ref: ModelRef
+    store: GenerationStore
+    corpus: Corpus
+    retriever: Retriever
+    retrieval: RetrievalStore
+    judge: _lazy
+    ctx: StatContext
+    needed: set[Statistic]
+
+
+def prepare(config: RunConfig, allow_model: bool = True,
+            store_class: type[GenerationStore] = GenerationStore) -> RunSetup:
+    """Resolve the config into a :class:`RunSetup` (the model is loaded on first use).
+
+    ``store_class`` lets :mod:`bench.distributed` replay the run's model work
+    through a store that computes only its shard.
+    """
+    source = resolve_source(config.data_dir, hub=config.hub, corpus=config.corpus)
+    datasets = select_datasets(source, config.datasets)
+    names = select_estimators(config.estimators)
+    options = EstimatorOptions(include_stop_token=config.include_stop_token)
+    estimators = [estimator_registry.create(n, options) for n in names]
+    cache = Cache(config.cache_dir)
+    model_ref = resolve_model(config.model, config.cache_dir)
+
+    def load_backend() -> HFBackend:
+        log.info("loading model %s", model_ref.location)
+        model, tokenizer = load_model(model_ref, config.cache_dir, config.dtype,
+                                      config.trust_remote_code)
+        return HFBackend(model, tokenizer, model_ref.fingerprint, config.batch_size,
+                         prefix_cache=config.prefix_cache)
+
+    store = store_class(cache, store_key(model_ref.fingerprint, config), load_backend,
+                        config.batch_size, config.progress, offline=not allow_model)
+    corpus = source.corpus()
+    retriever = build_retriever(config.retriever, corpus, Path(config.cache_dir) / "indexes")
+    judge = _lazy(lambda: build_judge(config.judge, backend_factory=lambda: store.backend,
+                                      model_fingerprint=model_ref.fingerprint))
+    ctx = StatContext(store, TEMPLATES[config.template], config.greedy, config.sampling,
+                      config.seed, judge)
+    needed = {GREEDY} | {stat for e in estimators for stat in e.requires}
+    return RunSetup(config, source, datasets, estimators, cache, model_ref, store, corpus,
+                    retriever, RetrievalStore(cache, retriever), judge, ctx, needed)
+
+
+class DatasetOutputs(NamedTuple):
+    """One dataset's model outputs: statistics of train + test, the augmented test answers."""
+
+    train: list[Question]
+    test: list[Question]
+    bundles: list[StatBundle]
+    stat_costs: dict[Statistic, list[Cost]]
+    rag: list[tuple[Generation, Cost]]
+
+
+def model_outputs(setup: RunSetup, dataset: str) -> DatasetOutputs:
+    """Every model output a run needs for ``dataset`` except pipelines and the background."""
+    config, template = setup.config, setup.ctx.template
+    test = setup.source.questions(dataset, "test")[:config.limit]
+    train = setup.source.questions(dataset, "train")[:config.limit]
+    bundles, stat_costs = compute_statistics(train + test, setup.needed, setup.ctx, desc=dataset)
+    hits = setup.retrieval.search([q.question for q in test], config.top_k)
+    rag_prompts = [template.augmented(q.question, [setup.corpus.get(h.passage_id) for h in hs])
+                   for q, hs in zip(test, hits)]
+    rag = setup.store.greedy(rag_prompts, config.greedy, desc=f"{dataset} rag")
+    return DatasetOutputs(train, test, bundles, stat_costs, rag)
+
+
 def run(config: RunConfig, allow_model: bool = True) -> RunResult:
     """Execute a run end to end and write ``results/<run-name>/``.
 
@@ -104,30 +184,10 @@ def run(config: RunConfig, allow_model: bool = True) -> RunResult:
     started = time.perf_counter()
     if config.threads:
         torch.set_num_threads(config.threads)
-    source = resolve_source(config.data_dir, hub=config.hub, corpus=config.corpus)
-    datasets = select_datasets(source, config.datasets)
-    names = select_estimators(config.estimators)
-    options = EstimatorOptions(include_stop_token=config.include_stop_token)
-    estimators = [estimator_registry.create(n, options) for n in names]
-    template = TEMPLATES[config.template]
-    cache = Cache(config.cache_dir)
-    model_ref = resolve_model(config.model, config.cache_dir)
-
-    def load_backend() -> HFBackend:
-        log.info("loading model %s", model_ref.location)
-        model, tokenizer = load_model(model_ref, config.cache_dir, config.dtype,
-                                      config.trust_remote_code)
-        return HFBackend(model, tokenizer, model_ref.fingerprint, config.batch_size)
-
-    store = GenerationStore(cache, f"{model_ref.fingerprint}|{config.dtype}", load_backend,
-                            config.batch_size, config.progress, offline=not allow_model)
-    corpus = source.corpus()
-    retriever = build_retriever(config.retriever, corpus, Path(config.cache_dir) / "indexes")
-    retrieval = RetrievalStore(cache, retriever)
-    judge = _lazy(lambda: build_judge(config.judge, backend_factory=lambda: store.backend,
-                                      model_fingerprint=model_ref.fingerprint))
-    ctx = StatContext(store, template, config.greedy, config.sampling, config.seed, judge)
-    needed = {GREEDY} | {stat for e in estimators for stat in e.requires}
+    setup = prepare(config, allow_model)
+    source, datasets, estimators = setup.source, setup.datasets, setup.estimators
+    cache, model_ref, store, corpus = setup.cache, setup.model_ref, setup.store, setup.corpus
+    retriever, retrieval, judge = setup.retriever, setup.retrieval, setup.judge
     pipelines = build_pipelines(config)
     services = Services(
         stores={MAIN: store, **({VERIFIER: _verifier_store(config, cache, not allow_model)}
@@ -139,14 +199,8 @@ def run(config: RunConfig, allow_model: bool = True) -> RunResult:
     results: dict[str, dict] = {}
     fingerprints: dict[str, dict] = {}
     for dataset in datasets:
-        test = source.questions(dataset, "test")[:config.limit]
-        train = source.questions(dataset, "train")[:config.limit]
+        train, test, bundles, stat_costs, rag = model_outputs(setup, dataset)
         fingerprints[dataset] = {"test": _questions_hash(test), "train": _questions_hash(train)}
-        bundles, stat_costs = compute_statistics(train + test, needed, ctx, desc=dataset)
-        hits = retrieval.search([q.question for q in test], config.top_k)
-        rag_prompts = [template.augmented(q.question, [corpus.get(h.passage_id) for h in hs])
-                       for q, hs in zip(test, hits)]
-        rag = store.greedy(rag_prompts, config.greedy, desc=f"{dataset} rag")
         rag_costs = [cost + Cost(retrieval_calls=1) for _, cost in rag]
         train_bundles, test_bundles = bundles[:len(train)], bundles[len(train):]
         # Cached per passage, so every dataset after the first reads it back.
@@ -225,6 +279,15 @@ def build_pipelines(config: RunConfig) -> list[Pipeline]:
     return [create_pipeline(n, context, config.pipeline_settings.get(n)) for n in names]
 
 
+def store_key(fingerprint: str, config: RunConfig) -> str:
+    """Cache namespace of a model's outputs: fingerprint, dtype and prefix reuse.
+
+    Prefix reuse rounds differently from a full prefill (in bf16 an answer can
+    change), so its records never mix with full-prefill ones.
+    """
+    return f"{fingerprint}|{config.dtype}" + ("|prefix-cache" if config.prefix_cache else "")
+
+
 def _verifier_store(config: RunConfig, cache: Cache, offline: bool) -> GenerationStore:
     """The cached store of the second model (cross-model consistency)."""
     ref = resolve_model(config.verifier_model, config.cache_dir)
@@ -233,9 +296,10 @@ def _verifier_store(config: RunConfig, cache: Cache, offline: bool) -> Generatio
         log.info("loading verifier model %s", ref.location)
         model, tokenizer = load_model(ref, config.cache_dir, config.dtype,
                                       config.trust_remote_code)
-        return HFBackend(model, tokenizer, ref.fingerprint, config.batch_size)
+        return HFBackend(model, tokenizer, ref.fingerprint, config.batch_size,
+                         prefix_cache=config.prefix_cache)
 
-    return GenerationStore(cache, f"{ref.fingerprint}|{config.dtype}", load, config.batch_size,
+    return GenerationStore(cache, store_key(ref.fingerprint, config), load, config.batch_size,
                            config.progress, offline=offline)
 
 

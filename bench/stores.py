@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import asdict
 
 from tqdm import tqdm
@@ -127,31 +127,50 @@ class GenerationStore:
               compute: Callable[[list[int]], list[Record]], batch: int, desc: str
               ) -> list[Record]:
         found = self.cache.get_many(keys)
-        order = [s if isinstance(s, int) else _prompt_chars(s) for s in sizes]
-        missing = sorted({k: i for i, k in enumerate(keys) if k not in found}.items(),
-                         key=lambda item: (order[item[1]], item[0]))
+        batches = missing_batches(keys, found, sizes, batch)
+        missing = sum(len(chunk) for chunk in batches)
         if missing and self.offline:
             raise CacheMissError(
-                f"{desc}: {len(missing)} of {len(keys)} '{kind}' records are not in the cache "
+                f"{desc}: {missing} of {len(keys)} '{kind}' records are not in the cache "
                 f"{self.cache.path}; rescoring makes no LM calls, so run `arbench run` with "
                 "this configuration first")
         if missing:
-            bar = tqdm(total=len(missing), desc=desc, unit="q", disable=not self.progress,
+            bar = tqdm(total=missing, desc=desc, unit="q", disable=not self.progress,
                        dynamic_ncols=True)
-            for start in range(0, len(missing), batch):
-                chunk = missing[start:start + batch]
-                started = time.perf_counter()
-                records = compute([i for _, i in chunk])
-                seconds = (time.perf_counter() - started) / len(chunk)
-                new = {}
-                for (key, _), record in zip(chunk, records):
-                    record.meta["cost"] = {**record.meta["cost"], "seconds": seconds}
-                    new[key] = record
-                self.cache.put_many(kind, new)
-                found.update(new)
+            for chunk in batches:
+                found.update(self._compute_batch(kind, chunk, compute))
                 bar.update(len(chunk))
             bar.close()
         return [found[k] for k in keys]
+
+    def _compute_batch(self, kind: str, chunk: list[tuple[str, int]],
+                       compute: Callable[[list[int]], list[Record]]) -> dict[str, Record]:
+        """Compute one batch of (key, item index) pairs and commit it in one transaction."""
+        started = time.perf_counter()
+        records = compute([i for _, i in chunk])
+        seconds = (time.perf_counter() - started) / len(chunk)
+        new = {}
+        for (key, _), record in zip(chunk, records):
+            record.meta["cost"] = {**record.meta["cost"], "seconds": seconds}
+            new[key] = record
+        self.cache.put_many(kind, new)
+        return new
+
+
+def missing_batches(keys: Sequence[str], found: Container[str],
+                    sizes: Sequence[int] | Sequence[Prompt], batch: int
+                    ) -> list[list[tuple[str, int]]]:
+    """The batches a fill computes: (key, item index) of each key not in ``found``.
+
+    Distinct missing keys (a repeated key keeps its last index) ordered by size
+    (an int, or a prompt's characters), then key, cut into ``batch``-sized
+    chunks. The order depends only on the inputs, so a resumed or distributed
+    fill (:mod:`bench.distributed`) forms the same batches.
+    """
+    order = [s if isinstance(s, int) else _prompt_chars(s) for s in sizes]
+    missing = sorted({k: i for i, k in enumerate(keys) if k not in found}.items(),
+                     key=lambda item: (order[item[1]], item[0]))
+    return [missing[start:start + batch] for start in range(0, len(missing), batch)]
 
 
 def _generation_record(generation: Generation, cost: Cost) -> Record:

@@ -9,13 +9,13 @@ Nothing here asserts anything about time.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 import tests.conftest as shared_fixtures
+from bench.perf.calibration import gemm_gflops
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,23 +46,6 @@ class Throughput:
 
 THROUGHPUTS: list[Throughput] = []
 CALIBRATION: dict[str, float | int | str] = {}
-
-
-def gemm_gflops(dtype_name: str, size: int = 1024, repeats: int = 5) -> float:
-    """Best-of-``repeats`` GFLOPS of one ``size``×``size`` ``torch.matmul``."""
-    import torch
-
-    dtype = getattr(torch, dtype_name)
-    generator = torch.Generator().manual_seed(0)
-    a = torch.randn(size, size, generator=generator).to(dtype)
-    b = torch.randn(size, size, generator=generator).to(dtype)
-    torch.matmul(a, b)  # first call pays for kernel selection and page faults
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.matmul(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size ** 3 / best / 1e9
 
 
 def calibrate() -> dict[str, float | int | str]:

@@ -25,18 +25,15 @@ def rescoring(default_model, model_cache):
     """(questions, needed statistics, context) over a warm output cache."""
     from bench.cache import Cache
     from bench.data import resolve_source
-    from bench.models.hf_backend import GreedyConfig, HFBackend, SamplingConfig
-    from bench.prompts import DEFAULT_TEMPLATE, TEMPLATES
-    from bench.statistics import StatContext, compute_statistics
-    from bench.stores import GenerationStore
+    from bench.models.hf_backend import GreedyConfig, SamplingConfig
+    from bench.perf.estimators import stat_context
+    from bench.statistics import compute_statistics
     from estimators import create
 
     model, tokenizer, fingerprint = default_model
     cache = Cache(str(model_cache))
-    store = GenerationStore(cache, f"{fingerprint}|bfloat16",
-                            lambda: HFBackend(model, tokenizer, fingerprint), progress=False)
-    ctx = StatContext(store, TEMPLATES[DEFAULT_TEMPLATE], GreedyConfig(),
-                      SamplingConfig(n=4, max_new_tokens=16), seed=0, judge=_no_judge)
+    ctx = stat_context(model, tokenizer, fingerprint, cache, GreedyConfig(),
+                       SamplingConfig(n=4, max_new_tokens=16), seed=0, judge=_no_judge)
     source = resolve_source("demo")
     questions = source.questions(source.dataset_names()[0], "train")[:QUESTIONS]
     needed = {stat for name in ESTIMATORS for stat in create(name).requires}

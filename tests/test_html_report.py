@@ -86,10 +86,11 @@ def test_page_is_self_contained_with_one_figure_pair_per_dataset():
     # Nothing to fetch: no external scripts, styles, links or URLs.
     for needle in ("http://", "https://", "<link", "@import", "src=\"//"):
         assert needle not in page, needle
-    # Two datasets x (operating curve + reliability diagram), in dataset order.
+    # Two datasets x (operating curve + reliability diagram), datasets by name (the fixture
+    # lists nq first: the order a run visited them must not matter).
     assert [image["alt"] for image in parsed.images] == [
-        "nq operating curves", "nq reliability diagram",
-        "hotpotqa operating curves", "hotpotqa reliability diagram"]
+        "hotpotqa operating curves", "hotpotqa reliability diagram",
+        "nq operating curves", "nq reliability diagram"]
     # 7.6 x 4.2 and 6.6 x 4.2 inches at 100 dpi.
     assert [png_size(image["src"]) for image in parsed.images] == [(760, 420), (660, 420)] * 2
     assert [row["data-method"] for row in parsed.leaderboard_rows] == LEADERBOARD_ORDER

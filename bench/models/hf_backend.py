@@ -5,11 +5,14 @@ one pass keep, per step, reductions of the full next-token distribution
 (log-prob of the chosen token, entropy, mean log-prob, top-K alternatives,
 logsumexp of the raw logits) and the hidden states of chosen layers, without
 materialising ``steps × vocab`` tensors. Samples of one prompt share one
-prefill: the prompt's KV cache is repeated N times.
+prefill: the prompt's KV cache is repeated N times. With ``prefix_cache`` the
+prompts of a batch also share the prefill of their common prefix
+(:mod:`bench.models.prefill`).
 """
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +21,17 @@ import numpy as np
 import torch
 
 from bench.models.outputs import Generation, SampleSet
+from bench.models.prefill import (
+    Prefill,
+    PrefixMemo,
+    common_prefix_length,
+    encode_prefix,
+    full_prefill,
+    shared_prefill,
+    supports_prefix_reuse,
+)
+
+log = logging.getLogger(__name__)
 
 #: Role of a trailing turn holding the beginning of the assistant's reply.
 CONTINUATION = "continuation"
@@ -49,11 +63,18 @@ class SamplingConfig:
 
 @dataclass
 class CallCounter:
-    """LM work actually performed (cache hits never reach the backend)."""
+    """LM work actually performed (cache hits never reach the backend).
+
+    ``prompt_tokens`` counts prompt tokens run through the model;
+    ``reused_prompt_tokens`` those served from a shared prefix's KV cache
+    instead (always 0 without ``prefix_cache``). Their sum is the prompt
+    length summed over prompts.
+    """
 
     generate_calls: int = 0
     sequences: int = 0
     prompt_tokens: int = 0
+    reused_prompt_tokens: int = 0
     generated_tokens: int = 0
     forward_passes: int = 0
     seconds: float = 0.0
@@ -76,13 +97,33 @@ class HFBackend:
         Model identity for cache keys.
     batch_size : int
         Prompts per forward batch (samples multiply it by N).
+    prefix_cache : bool
+        Encode the token prefix shared by a batch's prompts once and prefill
+        only the suffixes (:mod:`bench.models.prefill`). Results equal a full
+        prefill up to rounding (fp32: ~1e-5 on logits; bf16: a few 1e-2),
+        so cached generations of the two modes must not be mixed. Models
+        whose cache is not a plain per-layer KV cache (sliding windows,
+        recurrent state) always prefill in full.
+    min_prefix_tokens : int
+        Shorter shared prefixes are prefilled with the rest of the prompt.
+    prefix_memo_size : int
+        Encoded prefixes kept for later batches (a single prompt reuses a
+        memoised prefix but never adds one).
     """
 
-    def __init__(self, model, tokenizer, fingerprint: str, batch_size: int = 16) -> None:
+    def __init__(self, model, tokenizer, fingerprint: str, batch_size: int = 16,
+                 prefix_cache: bool = False, min_prefix_tokens: int = 16,
+                 prefix_memo_size: int = 4) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.fingerprint = fingerprint
         self.batch_size = batch_size
+        self.prefix_cache = prefix_cache and supports_prefix_reuse(model)
+        if prefix_cache and not self.prefix_cache:
+            log.warning("%s: its KV cache cannot be shared by prefix; prefilling in full",
+                        fingerprint)
+        self.min_prefix_tokens = max(1, min_prefix_tokens)
+        self.prefix_memo = PrefixMemo(prefix_memo_size)
         self.counter = CallCounter()
         self.num_layers = int(model.config.num_hidden_layers)
         eos = {tokenizer.eos_token_id}
@@ -155,29 +196,18 @@ class HFBackend:
                   ) -> list[Generation]:
         started = time.perf_counter()
         layers = self.layers(config.layers)
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True,
-                             add_special_tokens=False)
-        input_ids, mask = enc["input_ids"], enc["attention_mask"]
-        prompt_lengths = mask.sum(dim=1).tolist()
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        # logits_to_keep=1: the LM head over every prompt position would cost
-        # prompt_len × vocab × hidden FLOPs and memory for nothing.
-        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                         use_cache=True, output_hidden_states=True, logits_to_keep=1)
-        cache = out.past_key_values
-        logits = out.logits[:, -1, :].float()
+        prefill = self._prefill(prompts, layers)
+        cache, logits, hidden, mask = prefill.cache, prefill.logits, prefill.hidden, prefill.mask
+        prompt_lengths, prompt_mean = prefill.prompt_lengths, prefill.prompt_mean
+        next_pos = prefill.next_position
         self._vocab_width = logits.shape[-1]
-        hidden = torch.stack([out.hidden_states[i][:, -1, :] for i in layers], dim=1).float()
-        weights = (mask / mask.sum(dim=1, keepdim=True)).float()[:, None, :, None]
-        prompt_mean = (torch.stack([out.hidden_states[i] for i in layers], dim=1).float()
-                       * weights).sum(dim=2)
         prompt_last = hidden.clone()
         if repeat > 1:
             cache.batch_repeat_interleave(repeat)
             logits = logits.repeat_interleave(repeat, dim=0)
             hidden = hidden.repeat_interleave(repeat, dim=0)
             mask = mask.repeat_interleave(repeat, dim=0)
-            positions = positions.repeat_interleave(repeat, dim=0)
+            next_pos = next_pos.repeat_interleave(repeat, dim=0)
         rows = logits.shape[0]
         generators = None
         if seeds is not None:
@@ -191,7 +221,6 @@ class HFBackend:
         hidden_sum = torch.zeros_like(hidden)
         hidden_last = hidden.clone()
         n_steps = torch.zeros(rows, dtype=torch.long)
-        next_pos = positions[:, -1]
         k_alt = config.top_alternatives
         for step in range(config.max_new_tokens):
             logp = torch.log_softmax(logits, dim=-1)
@@ -239,8 +268,46 @@ class HFBackend:
                                     prompt_mean.repeat_interleave(repeat, dim=0),
                                     prompt_last.repeat_interleave(repeat, dim=0))
         elapsed = time.perf_counter() - started
-        self._count(prompts, prompt_lengths, generations, repeat, elapsed, len(steps))
+        self._count(prompts, prefill, generations, elapsed, len(steps))
         return generations
+
+    def _prefill(self, prompts: list[str], layers: tuple[int, ...]) -> Prefill:
+        rows = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
+        pad_id = self.tokenizer.pad_token_id
+        if self.prefix_cache:
+            found = self._shared_prefix(rows)
+            if found is not None:
+                prefix, encoded = found
+                prefill = shared_prefill(self.model, rows, pad_id, layers, prefix)
+                prefill.prefilled_tokens += encoded
+                prefill.forward_calls += int(encoded > 0)
+                return prefill
+        return full_prefill(self.model, rows, pad_id, layers)
+
+    def _shared_prefix(self, rows: list[list[int]]):
+        """(prefix, tokens encoded for it now) for ``rows``, or None for a full prefill.
+
+        A batch's whole common prefix is used (encoding only what extends the
+        memo's best match) and memoised; a single prompt only reuses a
+        memoised prefix. Every row keeps at least one suffix token, whose
+        logits start the decoding.
+        """
+        limit = min(len(r) for r in rows) - 1
+        if len(rows) == 1:
+            base, length = self.prefix_memo.longest_overlap(rows[0][:limit])
+            if base is None or length < self.min_prefix_tokens:
+                return None
+            return base.crop(length), 0
+        length = min(common_prefix_length(rows), limit)
+        if length < self.min_prefix_tokens:
+            return None
+        base, overlap = self.prefix_memo.longest_overlap(rows[0][:length])
+        if base is not None and overlap == length:
+            return base.crop(length), 0
+        start = base.crop(overlap) if base is not None else None
+        prefix = encode_prefix(self.model, rows[0][:length], start)
+        self.prefix_memo.put(prefix)
+        return prefix, length - overlap
 
     def _collect(self, steps, stop_reason, hidden_sum, hidden_last, n_steps, layers,
                  prompt_lengths, prompt_mean, prompt_last) -> list[Generation]:
@@ -277,13 +344,16 @@ class HFBackend:
         """Each token decoded on its own, special tokens as their names."""
         return [self.tokenizer.decode([int(i)]) for i in ids]
 
-    def _count(self, prompts, prompt_lengths, generations, repeat, elapsed, n_steps) -> None:
+    def _count(self, prompts, prefill: Prefill, generations, elapsed, n_steps) -> None:
         c = self.counter
         c.generate_calls += len(prompts)
         c.sequences += len(generations)
-        c.prompt_tokens += int(sum(prompt_lengths))
+        c.prompt_tokens += prefill.prefilled_tokens
+        c.reused_prompt_tokens += int(sum(prefill.prompt_lengths)) - prefill.prefilled_tokens
         c.generated_tokens += sum(g.n_tokens for g in generations)
-        c.forward_passes += n_steps
+        # The first step's logits come from the prefill, so decoding adds
+        # n_steps - 1 calls to the prefill's.
+        c.forward_passes += n_steps - 1 + prefill.forward_calls
         c.seconds += elapsed
 
 

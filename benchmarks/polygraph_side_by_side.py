@@ -1,0 +1,429 @@
+"""Side-by-side timing of arbench and LM-Polygraph: same model, questions and estimators.
+
+Both tools get the default model (the safetensors copy arbench converts from the packaged
+GGUF, loaded once per tool in the same dtype), the identical closed-book prompt strings
+(arbench's template in the model's chat template), the same token budget for the greedy
+answer and each sample, the same sampling (N samples, T = 1, top-k 50), batch size and torch
+threads, and the estimators both implement that run offline (LM-Polygraph's NLI and
+cross-encoder ones download hub models). Decoding stops at EOS or the budget in both:
+LM-Polygraph cuts answers at EOS only, so arbench's newline stop is off.
+
+A tool's clock runs from the prompt strings to one score per question and estimator; model
+loading, GGUF conversion and imports are outside it. arbench runs in-process through its
+statistics layer (``compute_statistics`` on a fresh cache in a temporary directory, SQLite
+writes included) and its estimators, as ``arbench run`` does before gates; LM-Polygraph runs
+through ``UEManager`` with no generation or UE metrics and its default stat calculators,
+built without attention or hidden-state capture in the greedy pass. The tools take turns
+slice by slice (``--slice``), so a change of background load falls on both alike.
+
+Run ``python -m benchmarks.polygraph_side_by_side`` with lm-polygraph installed
+(``tox -e peer`` installs it beside arbench and runs this).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One estimator in both tools.
+
+    ``sign`` puts LM-Polygraph's score on arbench's scale (higher = more uncertain):
+    arbench flips Rényi and Fisher-Rao, which LM-Polygraph returns with the sign of
+    confidence.
+    """
+
+    arbench: str
+    polygraph: str
+    sign: int = 1
+    sampling: bool = False
+
+
+PAIRS = (
+    Pair("maximum_sequence_probability", "MaximumSequenceProbability"),
+    Pair("perplexity", "Perplexity"),
+    Pair("mean_token_entropy", "MeanTokenEntropy"),
+    Pair("self_certainty", "SelfCertainty"),
+    Pair("renyi_neg", "RenyiNeg", sign=-1),
+    Pair("fisher_rao", "FisherRao", sign=-1),
+    Pair("mean_pmi", "MeanPointwiseMutualInformation"),
+    Pair("mean_cpmi", "MeanConditionalPointwiseMutualInformation"),
+    Pair("p_true", "PTrue"),
+    Pair("lexical_similarity", "LexicalSimilarity", sampling=True),
+    Pair("mc_sequence_entropy", "MonteCarloSequenceEntropy", sampling=True),
+    Pair("mc_normalized_sequence_entropy", "MonteCarloNormalizedSequenceEntropy",
+         sampling=True),
+    Pair("eigenscore", "EigenScore", sampling=True),
+)
+PAIR_GROUPS = {
+    "all": lambda pair: True,
+    "single-pass": lambda pair: not pair.sampling,
+    "sampling": lambda pair: pair.sampling,
+}
+
+
+def select_pairs(requested: Sequence[str]) -> list[Pair]:
+    """Pairs for arbench names or groups (``all``, ``single-pass``, ``sampling``), in order.
+
+    Raises
+    ------
+    ValueError
+        On a name neither tool pair nor group.
+    """
+    by_name = {pair.arbench: pair for pair in PAIRS}
+    chosen: list[Pair] = []
+    for item in requested:
+        if item in PAIR_GROUPS:
+            chosen += [pair for pair in PAIRS if PAIR_GROUPS[item](pair)]
+        elif item in by_name:
+            chosen.append(by_name[item])
+        else:
+            raise ValueError(f"unknown estimator {item!r}; shared with LM-Polygraph: "
+                             f"{', '.join(by_name)} (groups: {', '.join(PAIR_GROUPS)})")
+    return list(dict.fromkeys(chosen))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="polygraph_side_by_side",
+        description="Time arbench and LM-Polygraph on the same model, questions and "
+                    "estimators; print both wall times, the ratio and score agreement.")
+    parser.add_argument("--data-dir", default=os.environ.get(
+        "ARBENCH_SHARED_DATA", str(REPO.parent / "shared" / "data")))
+    parser.add_argument("--dataset", default="nq")
+    parser.add_argument("--split", default="test", choices=("test", "train"))
+    parser.add_argument("--limit", type=int, default=100, help="first N questions")
+    parser.add_argument("--estimators", nargs="+", default=["all"],
+                        help="arbench names or all / single-pass / sampling")
+    parser.add_argument("--samples", type=int, default=10)
+    parser.add_argument("--max-new-tokens", type=int, default=32,
+                        help="budget of the greedy answer and of each sample, both tools")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model-cache", default=os.environ.get(
+        "ARBENCH_TEST_CACHE", str(REPO / ".arbench-cache")),
+                        help="where arbench keeps the converted model (not the timed cache)")
+    parser.add_argument("--slice", type=int, default=16,
+                        help="questions per turn: the tools take turns slice by slice")
+    parser.add_argument("--order", default="polygraph-first",
+                        choices=("polygraph-first", "arbench-first"),
+                        help="which tool runs first on the first slice (then they swap)")
+    parser.add_argument("--prefix-cache", action="store_true",
+                        help="arbench prefills a batch's shared prompt prefix once")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parsed and checked options; bad values exit with a one-line message."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name, least in (("limit", 1), ("batch_size", 1), ("threads", 1),
+                        ("max_new_tokens", 2), ("slice", 1)):
+        if getattr(args, name) < least:
+            parser.error(f"--{name.replace('_', '-')} must be at least {least}")
+    try:
+        args.pairs = select_pairs(args.estimators)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if any(pair.sampling for pair in args.pairs) and args.samples < 2:
+        parser.error("--samples must be at least 2 for sampling estimators")
+    return args
+
+
+@dataclass
+class ToolRun:
+    """One tool's figures: wall and CPU seconds, answer tokens, scores by arbench name.
+
+    ``phases`` holds the wall seconds of each statistic's computation (arbench: its
+    calculators' recorded costs; LM-Polygraph: its stat calculators, timed one call each).
+    """
+
+    wall_seconds: float
+    cpu_seconds: float
+    greedy_tokens: int
+    sample_tokens: int
+    greedy_texts: list[str]
+    scores: dict[str, np.ndarray]
+    phases: dict[str, float]
+
+
+def spearman(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray
+             ) -> tuple[float, int]:
+    """Spearman rho over the positions where both are finite, and their count (NaN if < 3)."""
+    from scipy.stats import spearmanr
+
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    keep = np.isfinite(x) & np.isfinite(y)
+    n = int(keep.sum())
+    if n < 3 or np.ptp(x[keep]) == 0 or np.ptp(y[keep]) == 0:
+        return math.nan, n
+    return float(spearmanr(x[keep], y[keep]).statistic), n
+
+
+def merge_runs(a: ToolRun, b: ToolRun) -> ToolRun:
+    """Two consecutive slices of one tool as one run (times and tokens add up)."""
+    phases = dict(a.phases)
+    for name, seconds in b.phases.items():
+        phases[name] = phases.get(name, 0.0) + seconds
+    return ToolRun(a.wall_seconds + b.wall_seconds, a.cpu_seconds + b.cpu_seconds,
+                   a.greedy_tokens + b.greedy_tokens, a.sample_tokens + b.sample_tokens,
+                   a.greedy_texts + b.greedy_texts,
+                   {k: np.concatenate([a.scores[k], b.scores[k]]) for k in a.scores}, phases)
+
+
+def turns(n: int, size: int, first: str) -> list[tuple[int, int, tuple[str, str]]]:
+    """Question slices ``[start, stop)`` and the order the two tools run each in.
+
+    The tools alternate slice by slice, the one that goes first swapping every slice,
+    so a change of background load falls on both alike.
+    """
+    other = {"polygraph": "arbench", "arbench": "polygraph"}[first]
+    return [(start, min(start + size, n), (first, other) if k % 2 == 0 else (other, first))
+            for k, start in enumerate(range(0, n, size))]
+
+
+def format_report(setup: dict, arbench: ToolRun, polygraph: ToolRun,
+                  pairs: Sequence[Pair], load: Mapping[str, tuple[float, ...]]) -> str:
+    """The printed comparison: setup, per-tool figures, ratio, per-estimator agreement."""
+    same = sum(a.strip() == p.strip() for a, p in zip(arbench.greedy_texts,
+                                                         polygraph.greedy_texts))
+    lines = [", ".join(f"{k}={v}" for k, v in setup.items()),
+             f"{'tool':<14}{'wall s':>10}{'cpu s':>10}{'greedy tok':>12}{'sample tok':>12}"]
+    for name, run in (("lm-polygraph", polygraph), ("arbench", arbench)):
+        lines.append(f"{name:<14}{run.wall_seconds:>10.2f}{run.cpu_seconds:>10.2f}"
+                     f"{run.greedy_tokens:>12d}{run.sample_tokens:>12d}")
+    lines.append(f"speed-up (lm-polygraph wall / arbench wall): "
+                 f"{polygraph.wall_seconds / arbench.wall_seconds:.2f}x "
+                 f"(cpu: {polygraph.cpu_seconds / arbench.cpu_seconds:.2f}x)")
+    for name, run in (("lm-polygraph", polygraph), ("arbench", arbench)):
+        rest = run.wall_seconds - sum(run.phases.values())
+        parts = [f"{k} {v:.1f}" for k, v in sorted(run.phases.items(), key=lambda kv: -kv[1])]
+        lines.append(f"{name} seconds by statistic: {', '.join(parts)}; "
+                     f"everything else (estimators, bookkeeping) {rest:.1f}")
+    lines.append(f"identical greedy answers: {same}/{len(arbench.greedy_texts)}")
+    lines.append(f"{'estimator':<32}{'lm-polygraph class':<44}{'sign':>5}{'spearman':>10}{'n':>5}")
+    for pair in pairs:
+        rho, n = spearman(arbench.scores[pair.arbench],
+                          pair.sign * polygraph.scores[pair.arbench])
+        lines.append(f"{pair.arbench:<32}{pair.polygraph:<44}{pair.sign:>+5d}{rho:>10.3f}{n:>5d}")
+    lines += [f"load average (1, 5, 15 min) {when}: {', '.join(f'{x:.2f}' for x in values)}"
+              for when, values in load.items()]
+    return "\n".join(lines)
+
+
+# -- the two runs (need torch, transformers and, for the second, lm-polygraph) -----------------
+
+def _load(model_cache: str, dtype: str):
+    from bench.models.loading import DEFAULT_MODEL, load_model, resolve_model
+
+    ref = resolve_model(DEFAULT_MODEL, model_cache)
+    model, tokenizer = load_model(ref, model_cache, dtype=dtype)
+    return model, tokenizer, ref
+
+
+def _warm_up(model, tokenizer, prompt: str) -> None:
+    """One forward pass, so one-time kernel set-up is paid outside either clock."""
+    import torch
+
+    with torch.inference_mode():
+        model(**tokenizer([prompt], return_tensors="pt", add_special_tokens=False))
+
+
+class ArbenchSide:
+    """arbench's statistics and estimators on one fresh cache, a slice at a time.
+
+    Backend, cache and store are built inside the first slice's clock.
+    """
+
+    def __init__(self, args, model, tokenizer, fingerprint: str, cache_dir: str) -> None:
+        self.args, self.model, self.tokenizer = args, model, tokenizer
+        self.fingerprint, self.cache_dir = fingerprint, cache_dir
+        self.ctx = None
+
+    def _build(self) -> None:
+        import estimators as registry
+        from bench.cache import Cache
+        from bench.models.hf_backend import GreedyConfig, HFBackend, SamplingConfig
+        from bench.prompts import DEFAULT_TEMPLATE, TEMPLATES
+        from bench.statistics import StatContext
+        from bench.stores import GenerationStore
+        from estimators.base import GREEDY, EstimatorOptions
+
+        args = self.args
+        extra = {"prefix_cache": True} if args.prefix_cache else {}
+        backend = HFBackend(self.model, self.tokenizer, self.fingerprint, args.batch_size,
+                            **extra)
+        self.cache = Cache(self.cache_dir)
+        store = GenerationStore(self.cache, f"{self.fingerprint}|{args.dtype}",
+                                lambda: backend, args.batch_size, progress=False)
+        greedy = GreedyConfig(max_new_tokens=args.max_new_tokens, stop_at_newline=False)
+        sampling = SamplingConfig(n=args.samples, max_new_tokens=args.max_new_tokens,
+                                  stop_at_newline=False)
+        self.ctx = StatContext(store, TEMPLATES[DEFAULT_TEMPLATE], greedy, sampling, args.seed)
+        self.chosen = [registry.create(p.arbench, EstimatorOptions()) for p in args.pairs]
+        self.needed = {GREEDY} | {stat for e in self.chosen for stat in e.requires}
+
+    def run(self, questions) -> ToolRun:
+        from bench.estimation import score_all
+        from bench.statistics import compute_statistics
+        from estimators.base import GREEDY, SAMPLES
+
+        wall, cpu = time.perf_counter(), time.process_time()
+        if self.ctx is None:
+            self._build()
+        bundles, costs = compute_statistics(questions, self.needed, self.ctx,
+                                            desc=self.args.dataset)
+        scores = {e.name: score_all(e, bundles) for e in self.chosen}
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        samples = [b[SAMPLES].samples for b in bundles] if SAMPLES in self.needed else []
+        phases = {stat.name: sum(c.seconds for c in stat_costs)
+                  for stat, stat_costs in costs.items()}
+        return ToolRun(wall, cpu, sum(b[GREEDY].n_tokens for b in bundles),
+                       sum(s.n_text_tokens for sets in samples for s in sets),
+                       [b[GREEDY].text for b in bundles], scores, phases)
+
+
+class _Timed:
+    """Forwards calls to an LM-Polygraph stat calculator and adds their wall time to totals."""
+
+    def __init__(self, inner, totals: dict[str, float]) -> None:
+        self.inner, self.totals = inner, totals
+
+    def __call__(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return self.inner(*args, **kwargs)
+        finally:
+            name = type(self.inner).__name__
+            self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - start
+
+    def __str__(self) -> str:
+        return str(self.inner)
+
+
+class PolygraphSide:
+    """LM-Polygraph's UEManager over the same prompt strings (no generation or UE metrics)."""
+
+    def __init__(self, args, model, tokenizer, model_dir: str) -> None:
+        import torch
+        from lm_polygraph.utils.generation_parameters import GenerationParameters
+        from lm_polygraph.utils.model import WhiteboxModel
+
+        self.args = args
+        # T = 1 and top-k 50 as arbench; allow_newlines keeps every token allowed.
+        params = GenerationParameters(temperature=1.0, top_k=50, top_p=1.0, do_sample=False,
+                                      allow_newlines=True)
+        self.whitebox = WhiteboxModel(model, tokenizer, model_dir, "CausalLM", params)
+        torch.manual_seed(args.seed)
+
+    def run(self, prompts: list[str]) -> ToolRun:
+        from lm_polygraph import estimators as poly_estimators
+        from lm_polygraph.defaults.register_default_stat_calculators import (
+            register_default_stat_calculators,
+        )
+        from lm_polygraph.stat_calculators import SamplingGenerationCalculator
+        from lm_polygraph.utils.builder_enviroment_stat_calculator import (
+            BuilderEnvironmentStatCalculator,
+        )
+        from lm_polygraph.utils.dataset import Dataset
+        from lm_polygraph.utils.manager import UEManager
+
+        args = self.args
+        wall, cpu = time.perf_counter(), time.process_time()
+        estimators = [getattr(poly_estimators, p.polygraph)() for p in args.pairs]
+        calculators = register_default_stat_calculators(
+            "Whitebox", output_attentions=False, output_hidden_states=False)
+        manager = UEManager(Dataset(prompts, [""] * len(prompts), args.batch_size),
+                            self.whitebox, estimators,
+                            BuilderEnvironmentStatCalculator(self.whitebox), calculators,
+                            [], [], [], ignore_exceptions=False, verbose=False,
+                            max_new_tokens=args.max_new_tokens, save_stats=["sample_tokens"])
+        phases: dict[str, float] = {}
+        for calculator in manager.stat_calculators:
+            # The default builder makes 10 samples; samples_n is the calculator's own setting.
+            if isinstance(calculator, SamplingGenerationCalculator):
+                calculator.samples_n = args.samples
+        manager.stat_calculators = [_Timed(c, phases) for c in manager.stat_calculators]
+        manager()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        scores = {p.arbench: np.asarray(manager.estimations["sequence", str(e)],
+                                        dtype=np.float64)
+                  for p, e in zip(args.pairs, estimators)}
+        sample_tokens = sum(len(t) for sets in manager.stats.get("sample_tokens", [])
+                            for t in sets)
+        return ToolRun(wall, cpu, sum(len(t) for t in manager.stats["greedy_tokens"]),
+                       sample_tokens, list(manager.stats["greedy_texts"]), scores, phases)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    # No hub access in either tool: every model comes from the local converted copy.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    from bench.data import resolve_source
+    from bench.models.hf_backend import HFBackend
+    from bench.prompts import DEFAULT_TEMPLATE, TEMPLATES
+
+    try:
+        import lm_polygraph  # noqa: F401
+    except ImportError as exc:
+        raise SystemExit(f"lm-polygraph is not importable ({exc}); see tox.ini "
+                         "[testenv:peer]") from None
+    hf_logging.set_verbosity_error()
+    torch.set_num_threads(args.threads)
+    try:
+        questions = resolve_source(args.data_dir).questions(args.dataset, args.split)
+    except (OSError, ValueError, KeyError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    questions = questions[:args.limit]
+    model_a, tokenizer_a, ref = _load(args.model_cache, args.dtype)
+    model_p, tokenizer_p, _ = _load(args.model_cache, args.dtype)
+    model_dir = str(Path(args.model_cache) / "models" / ref.fingerprint.replace(":", "-"))
+    template = TEMPLATES[DEFAULT_TEMPLATE]
+    render = HFBackend(model_a, tokenizer_a, ref.fingerprint).chat_prompt
+    prompts = [render(template.closed(q.question)) for q in questions]
+    _warm_up(model_a, tokenizer_a, prompts[0])
+    _warm_up(model_p, tokenizer_p, prompts[0])
+
+    load = {"at start": os.getloadavg()}
+    runs: dict[str, ToolRun] = {}
+    first = "polygraph" if args.order == "polygraph-first" else "arbench"
+    with tempfile.TemporaryDirectory(prefix="arbench-side-by-side-") as cache_dir:
+        arbench = ArbenchSide(args, model_a, tokenizer_a, ref.fingerprint, cache_dir)
+        polygraph = PolygraphSide(args, model_p, tokenizer_p, model_dir)
+        for start, stop, tools in turns(len(questions), args.slice, first):
+            for tool in tools:
+                done = arbench.run(questions[start:stop]) if tool == "arbench" else \
+                    polygraph.run(prompts[start:stop])
+                runs[tool] = merge_runs(runs[tool], done) if tool in runs else done
+        arbench.cache.close()
+        load["at the end"] = os.getloadavg()
+    setup = {"model": Path(model_dir).name[:24], "dtype": args.dtype,
+             "data": f"{args.dataset}/{args.split}", "questions": len(questions),
+             "max_new_tokens": args.max_new_tokens, "samples": args.samples,
+             "batch": args.batch_size, "threads": torch.get_num_threads(),
+             "template": DEFAULT_TEMPLATE, "slice": args.slice, "first": args.order,
+             "prefix_cache": args.prefix_cache, "cpus": os.cpu_count()}
+    print(format_report(setup, runs["arbench"], runs["polygraph"], args.pairs, load))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
