@@ -184,7 +184,9 @@ def load_model(ref: ModelRef, cache_dir: str | Path, dtype: str = "bfloat16",
 
     A GGUF file is dequantised once by transformers (≈15 s) and the result
     saved as safetensors under ``cache_dir/models/<sha256>``; later loads
-    read that copy (≈0.1 s) and give identical logits.
+    read that copy (≈0.1 s) and give identical logits. A model on transformers'
+    SDPA attention is switched to :data:`~bench.models.attention.PADDED_SDPA`
+    (same results, faster padded prompt passes).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -205,6 +207,9 @@ def load_model(ref: ModelRef, cache_dir: str | Path, dtype: str = "bfloat16",
     except OSError as exc:
         raise ModelError(f"cannot load model {ref.location!r}: {exc}".splitlines()[0]) from exc
     model.eval()
+    from bench.models.attention import use_padded_sdpa
+
+    use_padded_sdpa(model)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
