@@ -20,10 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from bench.models.kv_room import reserve_decode_room
 from bench.models.outputs import Generation, SampleSet
 from bench.models.prefill import (
     Prefill,
     PrefixMemo,
+    PrefixState,
     common_prefix_length,
     encode_prefix,
     full_prefill,
@@ -107,8 +109,7 @@ class HFBackend:
     min_prefix_tokens : int
         Shorter shared prefixes are prefilled with the rest of the prompt.
     prefix_memo_size : int
-        Encoded prefixes kept for later batches (a single prompt reuses a
-        memoised prefix but never adds one).
+        Encoded prefixes kept for later batches with the same common prefix.
     """
 
     def __init__(self, model, tokenizer, fingerprint: str, batch_size: int = 16,
@@ -208,6 +209,7 @@ class HFBackend:
             hidden = hidden.repeat_interleave(repeat, dim=0)
             mask = mask.repeat_interleave(repeat, dim=0)
             next_pos = next_pos.repeat_interleave(repeat, dim=0)
+        reserve_decode_room(cache, config.max_new_tokens - 1)
         rows = logits.shape[0]
         generators = None
         if seeds is not None:
@@ -284,30 +286,25 @@ class HFBackend:
                 return prefill
         return full_prefill(self.model, rows, pad_id, layers)
 
-    def _shared_prefix(self, rows: list[list[int]]):
+    def _shared_prefix(self, rows: list[list[int]]) -> tuple[PrefixState, int] | None:
         """(prefix, tokens encoded for it now) for ``rows``, or None for a full prefill.
 
-        A batch's whole common prefix is used (encoding only what extends the
-        memo's best match) and memoised; a single prompt only reuses a
-        memoised prefix. Every row keeps at least one suffix token, whose
-        logits start the decoding.
+        The prefix is the batch's whole common prefix, less one token so every
+        row keeps a suffix token whose logits start the decoding. It depends
+        on the batch alone (see :mod:`bench.models.prefill`), so a single
+        prompt, which shares nothing, is prefilled in full.
         """
-        limit = min(len(r) for r in rows) - 1
-        if len(rows) == 1:
-            base, length = self.prefix_memo.longest_overlap(rows[0][:limit])
-            if base is None or length < self.min_prefix_tokens:
-                return None
-            return base.crop(length), 0
-        length = min(common_prefix_length(rows), limit)
+        if len(rows) < 2:
+            return None
+        length = min(common_prefix_length(rows), min(len(r) for r in rows) - 1)
         if length < self.min_prefix_tokens:
             return None
-        base, overlap = self.prefix_memo.longest_overlap(rows[0][:length])
-        if base is not None and overlap == length:
-            return base.crop(length), 0
-        start = base.crop(overlap) if base is not None else None
-        prefix = encode_prefix(self.model, rows[0][:length], start)
+        prefix = self.prefix_memo.get(rows[0][:length])
+        if prefix is not None:
+            return prefix, 0
+        prefix = encode_prefix(self.model, rows[0][:length])
         self.prefix_memo.put(prefix)
-        return prefix, length - overlap
+        return prefix, length
 
     def _collect(self, steps, stop_reason, hidden_sum, hidden_last, n_steps, layers,
                  prompt_lengths, prompt_mean, prompt_last) -> list[Generation]:

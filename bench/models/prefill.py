@@ -17,11 +17,15 @@ result equals a full prefill up to floating-point rounding (shapes of the
 matrix products differ), which is why a run with prefix reuse keeps its
 generations under a cache namespace of its own.
 
-:class:`PrefixMemo` keeps the last few prefixes (keys, values and the hidden
-states of every layer at every prefix position, for the prompt-mean
-statistic); a batch whose common prefix extends a memoised one encodes only
-the extension, and the KV cache of any leading part of a memoised prefix is a
-slice of it, since attention is causal.
+The prefix is the batch's whole common prefix, encoded from scratch, so the
+result depends on the batch alone: the store forms the same batches in a
+resumed or sharded run, which then reproduces the uninterrupted one bit for
+bit. :class:`PrefixMemo` keeps the last few encoded prefixes (keys, values and
+the hidden states of every layer at every prefix position, for the
+prompt-mean statistic) and hands one back only for the very same token ids,
+i.e. exactly what encoding them again would give. Slicing a longer memoised
+prefix or continuing a shorter one would be cheaper but rounds differently,
+which would make results depend on what ran before.
 """
 from __future__ import annotations
 
@@ -129,14 +133,6 @@ class PrefixState:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def crop(self, length: int) -> PrefixState:
-        """The state of the first ``length`` tokens (views, no copy)."""
-        if length == len(self.ids):
-            return self
-        return PrefixState(self.ids[:length], tuple(k[:, :, :length] for k in self.keys),
-                           tuple(v[:, :, :length] for v in self.values),
-                           self.hidden[:, :length])
-
     def cache(self, rows: int) -> DynamicCache:
         """A fresh cache holding this prefix ``rows`` times (the memo is never mutated)."""
         return DynamicCache([(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1))
@@ -157,20 +153,16 @@ def supports_prefix_reuse(model) -> bool:
     return all(type(layer) is DynamicLayer for layer in probe.layers)
 
 
-def encode_prefix(model, ids: Sequence[int], base: PrefixState | None = None) -> PrefixState:
-    """Encode ``ids``, continuing ``base`` (a leading part of ``ids``) when given."""
-    start = len(base) if base is not None else 0
-    new = torch.as_tensor([list(ids[start:])], dtype=torch.long)
-    past = base.cache(1) if base is not None else None
-    out = model(input_ids=new, attention_mask=torch.ones((1, len(ids)), dtype=torch.long),
-                position_ids=torch.arange(start, len(ids))[None], past_key_values=past,
-                use_cache=True, output_hidden_states=True, logits_to_keep=1)
+def encode_prefix(model, ids: Sequence[int]) -> PrefixState:
+    """Encode ``ids`` as a batch of one."""
+    out = model(input_ids=torch.as_tensor([list(ids)], dtype=torch.long),
+                attention_mask=torch.ones((1, len(ids)), dtype=torch.long),
+                position_ids=torch.arange(len(ids))[None], use_cache=True,
+                output_hidden_states=True, logits_to_keep=1)
     layers = out.past_key_values.layers
-    hidden = torch.stack([h[0] for h in out.hidden_states], dim=0)
-    if base is not None:
-        hidden = torch.cat([base.hidden, hidden], dim=1)
     return PrefixState(tuple(int(i) for i in ids), tuple(layer.keys for layer in layers),
-                       tuple(layer.values for layer in layers), hidden)
+                       tuple(layer.values for layer in layers),
+                       torch.stack([h[0] for h in out.hidden_states], dim=0))
 
 
 def shared_prefill(model, rows: Sequence[Sequence[int]], pad_id: int, layers: tuple[int, ...],
@@ -216,7 +208,7 @@ def common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
 
 
 class PrefixMemo:
-    """The last ``capacity`` encoded prefixes, least recently used dropped first."""
+    """The last ``capacity`` encoded prefixes by token ids, least recently used dropped first."""
 
     def __init__(self, capacity: int = 4) -> None:
         if capacity < 0:
@@ -227,24 +219,18 @@ class PrefixMemo:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def longest_overlap(self, ids: Sequence[int]) -> tuple[PrefixState | None, int]:
-        """The entry sharing the longest leading part with ``ids``, and that length."""
-        best: PrefixState | None = None
-        best_length = 0
-        for state in reversed(self._entries.values()):
-            length = common_prefix_length([state.ids, ids])
-            if length > best_length:
-                best, best_length = state, length
-        if best is not None:
-            self._entries.move_to_end(best.ids)
-        return best, best_length
+    def get(self, ids: Sequence[int]) -> PrefixState | None:
+        """The prefix encoded for exactly ``ids``, if remembered."""
+        key = tuple(int(i) for i in ids)
+        state = self._entries.get(key)
+        if state is not None:
+            self._entries.move_to_end(key)
+        return state
 
     def put(self, state: PrefixState) -> None:
-        """Remember ``state``; entries it extends are dropped (it holds them)."""
+        """Remember ``state``, dropping the least recently used beyond capacity."""
         if self.capacity == 0:
             return
-        for key in [k for k in self._entries if state.ids[:len(k)] == k]:
-            del self._entries[key]
         self._entries[state.ids] = state
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
