@@ -33,6 +33,10 @@ EXPECTED_FIGURES = [
     *[f"prefill_{kind}_{what}" for kind in ("closed_zero_shot", "closed_fewshot", "rag_top5")
       for what in ("tokens_per_s", "prompt_tokens", "gemm_fraction")],
     *[f"decode_batch{b}_{what}" for b in (1, 8, 32) for what in ("tokens_per_s", "gemm_fraction")],
+    *[f"prefill_rag_top5_{what}" for what in ("sdpa_tokens_per_s", "padded_sdpa_tokens_per_s",
+                                              "padded_sdpa_speedup")],
+    *[f"decode_rag_top5_{what}" for what in ("growing_ms_per_step", "room_ms_per_step",
+                                             "room_speedup")],
     "sample_n10_prefills_counted", "sample_n10_prefill_calls", "sample_n10_seconds",
     "greedy_answer_seconds", "sample_n10_over_greedy",
     "estimator_suite_ms_per_question", "estimator_untrained_ms_per_question",
@@ -233,5 +237,6 @@ def test_quick_bench_on_demo_data_reports_every_figure(tmp_path, model_cache, ca
     sections = [line[3:].split("  (")[0] for line in printed.splitlines()
                 if line.startswith("== ")]
     assert sections == ["GEMM calibration", "Model", "Prefill", "Decode",
+                        "Attention and KV cache (arbench vs transformers defaults)",
                         "N samples, one prefill", "Estimators and rescoring", "Retrieval"]
     assert list(document["details"]["load_after_section"]) == sections

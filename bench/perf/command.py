@@ -52,6 +52,9 @@ class BenchSettings:
     bm25_queries_per_dataset: int
     bm25_rounds: dict[str, int]
     decode_batches: tuple[int, ...] = (1, 8, 32)
+    #: RAG batch and decode steps of the attention and KV-cache comparison.
+    kernel_batch: int = 8
+    kernel_steps: int = 32
     #: Template of the decode batches' closed-book prompts.
     decode_template: str = DEFAULT_TEMPLATE
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -70,7 +73,8 @@ QUICK = BenchSettings(
     gemm_repeats=2, prefill_prompts=1, prefill_rounds=1, decode_steps=4, decode_rounds=1,
     sample_rounds=1, load_rounds=1, suite_questions=4, suite_rounds=1, background_passages=8,
     rescore_questions=4, rescore_rounds=1, bm25_queries_per_dataset=2,
-    bm25_rounds={"bm25s": 1, "rank_bm25": 1}, decode_template="short_answer",
+    bm25_rounds={"bm25s": 1, "rank_bm25": 1}, kernel_batch=2, kernel_steps=4,
+    decode_template="short_answer",
     sampling=SamplingConfig(max_new_tokens=8), greedy=GreedyConfig(max_new_tokens=8),
     stat_greedy=GreedyConfig(max_new_tokens=12), stat_sampling=SamplingConfig(n=3,
                                                                              max_new_tokens=8))
@@ -197,6 +201,10 @@ def run_bench(data_dir: str, cache_dir: str | Path, settings: BenchSettings,
                                   settings.decode_batches, settings.decode_steps, params, bound,
                                   settings.decode_rounds, f"closed-book prompts, "
                                   f"{settings.decode_template} template")
+    emit()
+    log.info("bench: attention and KV cache")
+    lm_figures.add_kernel_figures(report, model, tokenizer, sets[-1], settings.kernel_batch,
+                                  settings.kernel_steps, settings.decode_rounds)
     emit()
     log.info("bench: samples")
     lm_figures.add_sampling_figures(report, backend, sets[1].texts[0], questions[0].id,

@@ -12,12 +12,14 @@ import dataclasses
 import gc
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from bench.models.hf_backend import GreedyConfig, HFBackend, SamplingConfig
+from bench.models.kv_room import reserve_decode_room
 from bench.models.loading import ModelRef, load_model
 from bench.prompts import DEFAULT_TEMPLATE, TEMPLATES
 from retrievers.base import Corpus, Retriever
@@ -127,9 +129,14 @@ class DecodeState:
 
 
 @torch.inference_mode()
-def start_decode(model, ids: torch.Tensor, mask: torch.Tensor) -> DecodeState:
-    """Prefill ``ids`` and pick each row's first token (greedy)."""
+def start_decode(model, ids: torch.Tensor, mask: torch.Tensor, room: int = 0) -> DecodeState:
+    """Prefill ``ids`` and pick each row's first token (greedy).
+
+    ``room`` positions are reserved in the KV cache for the decode steps, as
+    :class:`~bench.models.hf_backend.HFBackend` does (0: transformers' growing cache).
+    """
     out, positions = prefill(model, ids, mask)
+    reserve_decode_room(out.past_key_values, room)
     return DecodeState(out.past_key_values, mask, positions[:, -1],
                        out.logits[:, -1, :].argmax(dim=-1))
 
@@ -153,14 +160,19 @@ def decode_steps(model, state: DecodeState, steps: int) -> None:
         state.token = out.logits[:, -1, :].argmax(dim=-1)
 
 
-def time_decode(model, tokenizer, texts: Sequence[str], steps: int, rounds: int) -> float:
-    """Best seconds of ``steps`` decode steps of the batch ``texts`` (prefill untimed)."""
+def time_decode(model, tokenizer, texts: Sequence[str], steps: int, rounds: int,
+                room: bool = True) -> float:
+    """Best seconds of ``steps`` decode steps of the batch ``texts`` (prefill untimed).
+
+    ``room``: decode into reserved KV room as the backend does, or (False)
+    into transformers' cache, which concatenates every step.
+    """
     if steps < 1:
         raise ValueError(f"decode steps must be positive, got {steps}")
     ids, mask = encode(tokenizer, texts)
     best = float("inf")
     for _ in range(rounds):
-        state = start_decode(model, ids, mask)
+        state = start_decode(model, ids, mask, steps if room else 0)
         start = time.perf_counter()
         decode_steps(model, state, steps)
         best = min(best, time.perf_counter() - start)
@@ -228,6 +240,17 @@ def time_sampling(backend: HFBackend, prompt: str, key: str, greedy: GreedyConfi
         prompt_tokens_counted=after.prompt_tokens - before.prompt_tokens,
         prefill_calls=len(prefills), prefill_rows=sum(rows for rows, _ in prefills),
         decode_calls=len(calls) - len(prefills))
+
+
+@contextmanager
+def attention_implementation(model, name: str):
+    """Run the block with ``model`` on attention implementation ``name``, then restore it."""
+    previous = model.config._attn_implementation
+    model.set_attn_implementation(name)
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(previous)
 
 
 def time_load(ref: ModelRef, cache_dir: str | Path, dtype: str, rounds: int) -> float:

@@ -4,12 +4,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.models.attention import PADDED_SDPA
 from bench.models.hf_backend import GreedyConfig, HFBackend, SamplingConfig
 from bench.models.loading import ModelRef
 from bench.perf.figures import BenchReport, achieved_gflops, gemm_fraction
 from bench.perf.lm import (
     MatmulParameters,
     PromptSet,
+    attention_implementation,
     time_decode,
     time_load,
     time_prefill,
@@ -17,6 +19,7 @@ from bench.perf.lm import (
 )
 
 MODEL, PREFILL, DECODE, SAMPLING = "Model", "Prefill", "Decode", "N samples, one prefill"
+KERNELS = "Attention and KV cache (arbench vs transformers defaults)"
 
 
 def add_model_figures(report: BenchReport, params: MatmulParameters, ref: ModelRef,
@@ -107,3 +110,40 @@ def add_sampling_figures(report: BenchReport, backend: HFBackend, prompt: str, k
                SAMPLING)
     report.add(f"sample_n{n}_over_greedy", timing.sample_seconds / timing.greedy_seconds,
                "x", f"{n} samples / 1 greedy answer", SAMPLING)
+
+
+def add_kernel_figures(report: BenchReport, model, tokenizer, prompts: PromptSet,
+                       batch: int, steps: int, rounds: int) -> None:
+    """What padded_sdpa and the reserved KV room save on long (RAG) prompts.
+
+    Both give the same bits as transformers' defaults (``tests/test_attention.py``,
+    ``tests/test_kv_room.py``); these figures time one against the other.
+    """
+    rows = [prompts.texts[i % len(prompts.texts)] for i in range(batch)]
+    report.methods[KERNELS] = (
+        f"{prompts.label} prompts, batch {batch}: one prefill with transformers' 'sdpa' "
+        f"attention and with arbench's '{PADDED_SDPA}' (additive mask, grouped heads in the "
+        f"kernel); then {steps} greedy decode steps appending to transformers' cache "
+        "(torch.cat every step) and writing into reserved KV room; best of "
+        f"{rounds} each")
+    timings = {}
+    for name in ("sdpa", PADDED_SDPA):
+        with attention_implementation(model, name):
+            timings[name] = time_prefill(model, tokenizer, rows, rounds)
+    tokens = timings[PADDED_SDPA].tokens
+    for name, label in (("sdpa", "transformers sdpa"), (PADDED_SDPA, PADDED_SDPA)):
+        report.add(f"prefill_{prompts.key}_{name}_tokens_per_s", tokens / timings[name].seconds,
+                   "tokens/s", f"prefill, {label}", KERNELS,
+                   f"{tokens / batch:.0f} tokens/prompt")
+    report.add(f"prefill_{prompts.key}_padded_sdpa_speedup",
+               timings["sdpa"].seconds / timings[PADDED_SDPA].seconds, "x",
+               f"  {PADDED_SDPA} speed-up", KERNELS)
+    growing = time_decode(model, tokenizer, rows, steps, rounds, room=False)
+    roomy = time_decode(model, tokenizer, rows, steps, rounds, room=True)
+    for key, label, seconds in (("growing", "growing cache (cat)", growing),
+                                ("room", "reserved KV room", roomy)):
+        report.add(f"decode_{prompts.key}_{key}_ms_per_step", seconds / steps * 1000,
+                   "ms/step", f"decode, {label}", KERNELS,
+                   f"{batch * steps / seconds:.1f} tokens/s")
+    report.add(f"decode_{prompts.key}_room_speedup", growing / roomy, "x",
+               "  KV-room speed-up", KERNELS)
