@@ -223,27 +223,19 @@ class HFBackend:
         hidden_sum = torch.zeros_like(hidden)
         hidden_last = hidden.clone()
         n_steps = torch.zeros(rows, dtype=torch.long)
-        k_alt = config.top_alternatives
         for step in range(config.max_new_tokens):
-            logp = torch.log_softmax(logits, dim=-1)
-            if generators is None:
-                chosen = logp.argmax(dim=-1)
-                sample_lp = logp.gather(1, chosen[:, None])[:, 0]
-            else:
-                chosen, sample_lp = _sample_top_k(logits, config.temperature, config.top_k,
-                                                  generators)
-            probs = logp.exp()
-            logp_t2 = torch.log_softmax(logits / 2.0, dim=-1)
-            top_lp, top_ids = logp.topk(k_alt, dim=-1)
             active = ~done
-            steps.append({
-                "token": chosen, "logprob": logp.gather(1, chosen[:, None])[:, 0],
-                # xlogy-style masking: a -inf logit contributes 0, not NaN.
-                "entropy": -torch.where(probs > 0, probs * logp, 0.0).sum(-1),
-                "mean_logprob": logp.mean(-1),
-                "logsumexp": torch.logsumexp(logits, dim=-1), "sampling_logprob": sample_lp,
-                "root_mass_t2": torch.logsumexp(0.5 * logp_t2, dim=-1),
-                "top_ids": top_ids, "top_lp": top_lp, "active": active.clone()})
+            live = _rows_to_score(active)
+            if live is None:
+                stats = _step_statistics(logits, config, generators)
+            else:
+                live_generators = None if generators is None else \
+                    [generators[i] for i in live.tolist()]
+                stats = {name: _spread(value, live, rows) for name, value in
+                         _step_statistics(logits[live], config, live_generators).items()}
+            stats["active"] = active.clone()
+            steps.append(stats)
+            chosen = stats["token"]
             hidden_sum += hidden * active[:, None, None]
             hidden_last = torch.where(active[:, None, None], hidden, hidden_last)
             n_steps += active.long()
@@ -352,6 +344,58 @@ class HFBackend:
         # n_steps - 1 calls to the prefill's.
         c.forward_passes += n_steps - 1 + prefill.forward_calls
         c.seconds += elapsed
+
+
+def _step_statistics(logits: torch.Tensor, config, generators: list[torch.Generator] | None
+                     ) -> dict[str, torch.Tensor]:
+    """The next token of each row and the per-step statistics estimators read."""
+    logp = torch.log_softmax(logits, dim=-1)
+    if generators is None:
+        chosen = logp.argmax(dim=-1)
+        sample_lp = logp.gather(1, chosen[:, None])[:, 0]
+    else:
+        chosen, sample_lp = _sample_top_k(logits, config.temperature, config.top_k, generators)
+    probs = logp.exp()
+    logp_t2 = torch.log_softmax(logits / 2.0, dim=-1)
+    top_lp, top_ids = logp.topk(config.top_alternatives, dim=-1)
+    return {
+        "token": chosen, "logprob": logp.gather(1, chosen[:, None])[:, 0],
+        # xlogy-style masking: a -inf logit contributes 0, not NaN.
+        "entropy": -torch.where(probs > 0, probs * logp, 0.0).sum(-1),
+        "mean_logprob": logp.mean(-1),
+        "logsumexp": torch.logsumexp(logits, dim=-1), "sampling_logprob": sample_lp,
+        "root_mass_t2": torch.logsumexp(0.5 * logp_t2, dim=-1),
+        "top_ids": top_ids, "top_lp": top_lp}
+
+
+def _rows_to_score(active: torch.Tensor) -> torch.Tensor | None:
+    """Rows whose step statistics are computed, or None for all.
+
+    Finished rows are never read (``_collect`` takes each row's first
+    ``n_steps`` steps), so only unfinished ones are scored. A reduction over
+    the vocabulary gives a row the same bits in any batch as long as ATen
+    parallelises it over rows, i.e. with at least as many rows as threads;
+    with fewer it splits each row across threads. So the subset is topped up
+    with finished rows to the thread count (``tests/test_backend.py`` checks
+    the bits).
+    """
+    if bool(active.all()):
+        return None
+    threads = torch.get_num_threads()
+    if active.numel() <= threads:
+        return None
+    live = torch.nonzero(active)[:, 0]
+    if live.numel() < threads:
+        filler = torch.nonzero(~active)[:, 0][:threads - live.numel()]
+        live = torch.cat([live, filler]).sort().values
+    return live
+
+
+def _spread(values: torch.Tensor, rows_of: torch.Tensor, rows: int) -> torch.Tensor:
+    """``values`` of the rows ``rows_of`` placed in a zero tensor of ``rows`` rows."""
+    full = values.new_zeros((rows, *values.shape[1:]))
+    full[rows_of] = values
+    return full
 
 
 def _sample_top_k(logits: torch.Tensor, temperature: float, top_k: int,

@@ -186,12 +186,16 @@ def load_model(ref: ModelRef, cache_dir: str | Path, dtype: str = "bfloat16",
     saved as safetensors under ``cache_dir/models/<sha256>``; later loads
     read that copy (≈0.1 s) and give identical logits. A model on transformers'
     SDPA attention is switched to :data:`~bench.models.attention.PADDED_SDPA`
-    (same results, faster padded prompt passes).
+    (same results, faster padded prompt passes), and glibc's malloc keeps
+    freed memory (:mod:`bench.models.allocator`).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    from bench.models.allocator import keep_freed_memory
+
+    keep_freed_memory()
     hf_logging.disable_progress_bar()
     torch_dtype = getattr(torch, dtype)
     if ref.kind == "gguf":
