@@ -37,6 +37,8 @@ EXPECTED_FIGURES = [
                                               "padded_sdpa_speedup")],
     *[f"decode_rag_top5_{what}" for what in ("growing_ms_per_step", "room_ms_per_step",
                                              "room_speedup")],
+    "prefix_common_tokens", "prefill_full_seconds", "prefill_shared_prefix_seconds",
+    "prefix_cache_speedup",
     "sample_n10_prefills_counted", "sample_n10_prefill_calls", "sample_n10_seconds",
     "greedy_answer_seconds", "sample_n10_over_greedy",
     "estimator_suite_ms_per_question", "estimator_untrained_ms_per_question",
@@ -238,5 +240,6 @@ def test_quick_bench_on_demo_data_reports_every_figure(tmp_path, model_cache, ca
                 if line.startswith("== ")]
     assert sections == ["GEMM calibration", "Model", "Prefill", "Decode",
                         "Attention and KV cache (arbench vs transformers defaults)",
+                        "Prefix KV reuse (--prefix-cache)",
                         "N samples, one prefill", "Estimators and rescoring", "Retrieval"]
     assert list(document["details"]["load_after_section"]) == sections

@@ -70,7 +70,7 @@ FULL = BenchSettings(
     bm25_queries_per_dataset=10, bm25_rounds={"bm25s": 5, "rank_bm25": 2})
 
 QUICK = BenchSettings(
-    gemm_repeats=2, prefill_prompts=1, prefill_rounds=1, decode_steps=4, decode_rounds=1,
+    gemm_repeats=2, prefill_prompts=2, prefill_rounds=1, decode_steps=4, decode_rounds=1,
     sample_rounds=1, load_rounds=1, suite_questions=4, suite_rounds=1, background_passages=8,
     rescore_questions=4, rescore_rounds=1, bm25_queries_per_dataset=2,
     bm25_rounds={"bm25s": 1, "rank_bm25": 1}, kernel_batch=2, kernel_steps=4,
@@ -205,6 +205,7 @@ def run_bench(data_dir: str, cache_dir: str | Path, settings: BenchSettings,
     log.info("bench: attention and KV cache")
     lm_figures.add_kernel_figures(report, model, tokenizer, sets[-1], settings.kernel_batch,
                                   settings.kernel_steps, settings.decode_rounds)
+    lm_figures.add_prefix_figures(report, backend, sets[1], settings.prefill_rounds)
     emit()
     log.info("bench: samples")
     lm_figures.add_sampling_figures(report, backend, sets[1].texts[0], questions[0].id,

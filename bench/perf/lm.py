@@ -253,6 +253,32 @@ def attention_implementation(model, name: str):
         model.set_attn_implementation(previous)
 
 
+@torch.inference_mode()
+def time_backend_prefill(backend: HFBackend, texts: Sequence[str], rounds: int
+                         ) -> tuple[float, float, int]:
+    """(seconds in full, seconds with the memoised common prefix, prefix tokens).
+
+    Best of ``rounds`` each; the prefix run starts from a memo filled by one
+    untimed pass, as any batch after the first of a template does.
+    """
+    from bench.models.prefill import common_prefix_length
+
+    rows = backend.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    layers = backend.layers(None)
+    reuse = HFBackend(backend.model, backend.tokenizer, backend.fingerprint,
+                      prefix_cache=True)
+    seconds = []
+    for owner in (backend, reuse):
+        owner._prefill(list(texts), layers)  # warm-up; fills the memo of ``reuse``
+        best = float("inf")
+        for _ in range(rounds):
+            start = time.perf_counter()
+            owner._prefill(list(texts), layers)
+            best = min(best, time.perf_counter() - start)
+        seconds.append(best)
+    return seconds[0], seconds[1], min(common_prefix_length(rows), min(map(len, rows)) - 1)
+
+
 def time_load(ref: ModelRef, cache_dir: str | Path, dtype: str, rounds: int) -> float:
     """Best seconds of :func:`load_model` from the converted cache (call after a first load)."""
     best = float("inf")

@@ -20,6 +20,7 @@ from bench.perf.lm import (
 
 MODEL, PREFILL, DECODE, SAMPLING = "Model", "Prefill", "Decode", "N samples, one prefill"
 KERNELS = "Attention and KV cache (arbench vs transformers defaults)"
+PREFIX = "Prefix KV reuse (--prefix-cache)"
 
 
 def add_model_figures(report: BenchReport, params: MatmulParameters, ref: ModelRef,
@@ -147,3 +148,20 @@ def add_kernel_figures(report: BenchReport, model, tokenizer, prompts: PromptSet
                    f"{batch * steps / seconds:.1f} tokens/s")
     report.add(f"decode_{prompts.key}_room_speedup", growing / roomy, "x",
                "  KV-room speed-up", KERNELS)
+
+
+def add_prefix_figures(report: BenchReport, backend: HFBackend, prompts: PromptSet,
+                       rounds: int) -> None:
+    """Prefill of one batch with and without the shared prefix encoded once."""
+    from bench.perf.lm import time_backend_prefill
+
+    report.methods[PREFIX] = (
+        f"HFBackend's prompt pass over {len(prompts.texts)} {prompts.label} prompts, best "
+        f"of {rounds}: in full, and with their common prefix taken from the prefix memo "
+        "(a later batch of the same template) so only the suffixes are encoded")
+    full, shared, prefix = time_backend_prefill(backend, prompts.texts, rounds)
+    report.add("prefix_common_tokens", prefix, "tokens", "common prefix", PREFIX,
+               f"of {prompts.label} prompts")
+    report.add("prefill_full_seconds", full, "s", "prefill in full", PREFIX)
+    report.add("prefill_shared_prefix_seconds", shared, "s", "prefill, prefix reused", PREFIX)
+    report.add("prefix_cache_speedup", full / shared, "x", "  prefix-reuse speed-up", PREFIX)
