@@ -14,7 +14,11 @@ statistics layer (``compute_statistics`` on a fresh cache in a temporary directo
 writes included) and its estimators, as ``arbench run`` does before gates; LM-Polygraph runs
 through ``UEManager`` with no generation or UE metrics and its default stat calculators,
 built without attention or hidden-state capture in the greedy pass. The tools take turns
-slice by slice (``--slice``), so a change of background load falls on both alike.
+slice by slice (``--slice``), so a change of background load falls on both alike. Each
+tool has its own copy of the model: arbench's on its ``padded_sdpa`` attention,
+LM-Polygraph's on transformers' ``sdpa``. arbench's malloc tuning
+(:mod:`bench.models.allocator`) applies to the whole process, so LM-Polygraph runs with it
+too, which makes the ratio smaller than between two separate processes.
 
 Run ``python -m benchmarks.polygraph_side_by_side`` with lm-polygraph installed
 (``tox -e peer`` installs it beside arbench and runs this).
@@ -395,6 +399,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     questions = questions[:args.limit]
     model_a, tokenizer_a, ref = _load(args.model_cache, args.dtype)
     model_p, tokenizer_p, _ = _load(args.model_cache, args.dtype)
+    # LM-Polygraph gets transformers' own attention; the malloc tuning of load_model is
+    # process-wide, so it runs with that (and is faster than in a process of its own).
+    model_p.set_attn_implementation("sdpa")
     model_dir = str(Path(args.model_cache) / "models" / ref.fingerprint.replace(":", "-"))
     template = TEMPLATES[DEFAULT_TEMPLATE]
     render = HFBackend(model_a, tokenizer_a, ref.fingerprint).chat_prompt
