@@ -376,7 +376,7 @@ def _rows_to_score(active: torch.Tensor) -> torch.Tensor | None:
     the vocabulary gives a row the same bits in any batch as long as ATen
     parallelises it over rows, i.e. with at least as many rows as threads;
     with fewer it splits each row across threads. So the subset is topped up
-    with finished rows to the thread count (``tests/test_backend.py`` checks
+    with finished rows to the thread count (``tests/test_step_statistics.py`` checks
     the bits).
     """
     if bool(active.all()):
