@@ -120,3 +120,25 @@ def test_a_continuation_turn_is_appended_after_the_generation_prompt(fp32_backen
     assert base.endswith("assistant\n")
     continued = fp32_backend.chat_prompt((*chat, (CONTINUATION, "The capital is ")))
     assert continued == base + "The capital is "
+
+
+def test_only_the_chosen_layers_hidden_states_are_kept(fp32_backend):
+    """The prompt pass and every decode step keep 2 of the 31 hidden states.
+
+    All of them at every prompt position would outweigh the KV cache; the
+    values of the kept ones are checked against a full pass above.
+    """
+    backend = fp32_backend
+    kept: list[list[int]] = []
+
+    def record(_module, _args, output):
+        kept.append([i for i, h in enumerate(output.hidden_states) if h is not None])
+
+    handle = backend.model.register_forward_hook(record)
+    try:
+        gens = backend.greedy(prompts(backend), dataclasses.replace(CONFIG, max_new_tokens=3))
+    finally:
+        handle.remove()
+    layers = [int(x) for x in gens[0].layers]
+    assert layers == [15, 30]
+    assert len(kept) == 3 and all(indices == layers for indices in kept)

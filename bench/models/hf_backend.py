@@ -27,6 +27,7 @@ from bench.models.prefill import (
     PrefixMemo,
     PrefixState,
     common_prefix_length,
+    default_hidden_layers,
     encode_prefix,
     full_prefill,
     shared_prefill,
@@ -155,7 +156,7 @@ class HFBackend:
         return "\n\n".join(content for _, content in messages) + " " + continuation
 
     def layers(self, requested: tuple[int, ...] | None) -> tuple[int, ...]:
-        chosen = requested or (self.num_layers // 2, self.num_layers)
+        chosen = requested or default_hidden_layers(self.num_layers)
         for layer in chosen:
             if not 0 <= layer <= self.num_layers:
                 raise ValueError(f"hidden layer {layer} outside 0..{self.num_layers}")
@@ -253,7 +254,7 @@ class HFBackend:
             next_pos = next_pos + 1
             out = self.model(input_ids=feed[:, None], attention_mask=mask,
                              position_ids=next_pos[:, None], past_key_values=cache,
-                             use_cache=True, output_hidden_states=True)
+                             use_cache=True, output_hidden_states=list(layers))
             cache = out.past_key_values
             logits = out.logits[:, -1, :].float()
             hidden = torch.stack([out.hidden_states[i][:, -1, :] for i in layers], dim=1).float()

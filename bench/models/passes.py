@@ -147,7 +147,7 @@ def mean_hidden_states(backend, texts: Sequence[str], layers: Sequence[int],
     rows = [tok(t, add_special_tokens=False)["input_ids"][:max_tokens] for t in texts]
     ids, mask, positions, lengths = _left_padded(backend, [""] * len(rows), rows)
     out = backend.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                        output_hidden_states=True, logits_to_keep=1)
+                        output_hidden_states=list(layers), logits_to_keep=1)
     weights = (mask / mask.sum(dim=1, keepdim=True)).float()[:, None, :, None]
     stacked = torch.stack([out.hidden_states[layer] for layer in layers], dim=1).float()
     _count(backend, len(texts), sum(lengths), started)

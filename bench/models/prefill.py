@@ -88,6 +88,11 @@ def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
     return ids, mask
 
 
+def default_hidden_layers(num_layers: int) -> tuple[int, ...]:
+    """The hidden-state indices read when a call names none: the middle and the last layer."""
+    return (num_layers // 2, num_layers)
+
+
 def _states(out, layers: tuple[int, ...]) -> torch.Tensor:
     """``(rows, layers, positions, hidden)`` float32 hidden states of the chosen layers."""
     return torch.stack([out.hidden_states[i] for i in layers], dim=1).float()
@@ -101,8 +106,11 @@ def full_prefill(model, rows: Sequence[Sequence[int]], pad_id: int,
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     # logits_to_keep=1: the LM head over every prompt position would cost
     # prompt_len × vocab × hidden FLOPs and memory for nothing.
+    # A list keeps only the chosen layers' states (transformers >= 5; older
+    # versions keep all): every layer at every prompt position would take more
+    # memory than the KV cache (36 KB against 23 KB per token for SmolLM2).
     out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                use_cache=True, output_hidden_states=True, logits_to_keep=1)
+                use_cache=True, output_hidden_states=list(layers), logits_to_keep=1)
     states = _states(out, layers)
     weights = (mask / lengths[:, None]).float()[:, None, :, None]
     return Prefill(out.past_key_values, out.logits[:, -1, :].float(), states[:, :, -1].clone(),
@@ -181,7 +189,7 @@ def shared_prefill(model, rows: Sequence[Sequence[int]], pad_id: int, layers: tu
     positions = start + (suffix_mask.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=suffix_ids, attention_mask=mask, position_ids=positions,
                 past_key_values=prefix.cache(batch), use_cache=True,
-                output_hidden_states=True, logits_to_keep=1)
+                output_hidden_states=list(layers), logits_to_keep=1)
     states = _states(out, layers)
     lengths = mask.sum(dim=1)
     # Sum of prefix and suffix states over the prompt length: the same mean a

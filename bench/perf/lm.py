@@ -21,6 +21,7 @@ import torch
 from bench.models.hf_backend import GreedyConfig, HFBackend, SamplingConfig
 from bench.models.kv_room import reserve_decode_room
 from bench.models.loading import ModelRef, load_model
+from bench.models.prefill import default_hidden_layers
 from bench.prompts import DEFAULT_TEMPLATE, TEMPLATES
 from retrievers.base import Corpus, Retriever
 
@@ -84,11 +85,16 @@ def encode(tokenizer, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]
     return enc["input_ids"], enc["attention_mask"]
 
 
+def _backend_layers(model) -> list[int]:
+    """The hidden states the backend keeps by default."""
+    return list(default_hidden_layers(int(model.config.num_hidden_layers)))
+
+
 def prefill(model, ids: torch.Tensor, mask: torch.Tensor):
     """One prompt pass as the backend runs it: ``(model output, position ids)``."""
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                output_hidden_states=True, logits_to_keep=1)
+                output_hidden_states=_backend_layers(model), logits_to_keep=1)
     return out, positions
 
 
@@ -155,7 +161,7 @@ def decode_steps(model, state: DecodeState, steps: int) -> None:
         state.position = state.position + 1
         out = model(input_ids=state.token[:, None], attention_mask=state.mask,
                     position_ids=state.position[:, None], past_key_values=state.cache,
-                    use_cache=True, output_hidden_states=True)
+                    use_cache=True, output_hidden_states=_backend_layers(model))
         state.cache = out.past_key_values
         state.token = out.logits[:, -1, :].argmax(dim=-1)
 
