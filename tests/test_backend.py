@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 
 from bench.models.hf_backend import GreedyConfig, SamplingConfig
@@ -128,6 +129,11 @@ def test_only_the_chosen_layers_hidden_states_are_kept(fp32_backend):
     All of them at every prompt position would outweigh the KV cache; the
     values of the kept ones are checked against a full pass above.
     """
+    # transformers 5.0 (the oldest supported) takes a list as "all"; results are the same.
+    capturing = pytest.importorskip("transformers.utils.output_capturing",
+                                    reason="this transformers keeps every hidden state")
+    if not hasattr(capturing, "selected_hidden_states"):
+        pytest.skip("this transformers keeps every hidden state")
     backend = fp32_backend
     kept: list[list[int]] = []
 

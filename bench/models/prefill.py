@@ -106,9 +106,9 @@ def full_prefill(model, rows: Sequence[Sequence[int]], pad_id: int,
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     # logits_to_keep=1: the LM head over every prompt position would cost
     # prompt_len × vocab × hidden FLOPs and memory for nothing.
-    # A list keeps only the chosen layers' states (transformers >= 5; older
-    # versions keep all): every layer at every prompt position would take more
-    # memory than the KV cache (36 KB against 23 KB per token for SmolLM2).
+    # A list keeps only the chosen layers' states where transformers selects
+    # by index (5.0 keeps all, same values): every layer at every prompt
+    # position takes more memory than the KV cache (36 against 23 KB per token).
     out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                 use_cache=True, output_hidden_states=list(layers), logits_to_keep=1)
     states = _states(out, layers)
