@@ -38,8 +38,7 @@ def measure(mode: str, passages: int, batch: int, cache_dir: str, dtype: str) ->
     from bench.data import resolve_source
     from bench.models.hf_backend import HFBackend
     from bench.models.loading import DEFAULT_MODEL, load_model, resolve_model
-    from bench.models.prefill import default_hidden_layers
-    from bench.perf.lm import encode
+    from bench.perf.lm import encode, prefill
     from bench.prompts import DEFAULT_TEMPLATE, TEMPLATES
 
     torch.set_num_threads(2)
@@ -54,13 +53,9 @@ def measure(mode: str, passages: int, batch: int, cache_dir: str, dtype: str) ->
                                        [corpus[(i + j) % len(corpus)] for j in range(passages)]))
              for i in range(batch)]
     ids, mask = encode(tokenizer, texts)
-    layers = default_hidden_layers(int(model.config.num_hidden_layers))
-    selection = True if mode == "all" else list(layers)
     before = _status_kib("VmRSS")
     with torch.inference_mode():
-        out = model(input_ids=ids, attention_mask=mask,
-                    position_ids=(mask.cumsum(-1) - 1).clamp(min=0), use_cache=True,
-                    output_hidden_states=selection, logits_to_keep=1)
+        out, _ = prefill(model, ids, mask, hidden_states=mode == "all")
         kept = sum(1 for h in out.hidden_states if h is not None)
     return {"mode": mode, "batch": batch, "width": int(ids.shape[1]),
             "tokens": int(mask.sum()), "hidden_states_kept": kept,

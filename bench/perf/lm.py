@@ -90,11 +90,15 @@ def _backend_layers(model) -> list[int]:
     return list(default_hidden_layers(int(model.config.num_hidden_layers)))
 
 
-def prefill(model, ids: torch.Tensor, mask: torch.Tensor):
-    """One prompt pass as the backend runs it: ``(model output, position ids)``."""
+def prefill(model, ids: torch.Tensor, mask: torch.Tensor, hidden_states: bool | None = None):
+    """One prompt pass as the backend runs it: ``(model output, position ids)``.
+
+    ``hidden_states=True`` keeps every layer's states instead of the backend's two.
+    """
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    selection = True if hidden_states else _backend_layers(model)
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                output_hidden_states=_backend_layers(model), logits_to_keep=1)
+                output_hidden_states=selection, logits_to_keep=1)
     return out, positions
 
 
