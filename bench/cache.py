@@ -6,7 +6,7 @@ Writes happen one batch per transaction, so a run killed at any instant
 keeps every batch it finished and nothing half-written. Several processes may
 share one cache (``arbench run --ray``): WAL mode lets readers run beside the
 one writer, and the 60 s busy timeout makes a writer wait for another's
-transaction instead of failing.
+transaction instead of failing (opening a new cache is retried for as long).
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import io
 import json
 import re
 import sqlite3
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ import numpy as np
 from bench.models.outputs import canonical_json
 
 SCHEMA_VERSION = 2
+BUSY_TIMEOUT_S = 60.0
 
 
 def content_key(kind: str, parts: Mapping) -> str:
@@ -91,6 +93,38 @@ def _unpack_arrays(blob: bytes) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _open_database(path: Path) -> sqlite3.Connection:
+    """Connect, switch to WAL and create the table, retrying while another process does the same.
+
+    While another connection holds a write lock on a file still in rollback mode (several
+    processes opening a new cache at once), SQLite answers the switch to WAL with "database is
+    locked" straight away instead of waiting out the busy timeout, so the opening is retried
+    with backoff for as long as that timeout.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    pause = 0.005
+    while True:
+        db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
+        try:
+            # WAL is a property of the file: once one process has switched it, the others
+            # read the mode and take no lock for the switch.
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, kind TEXT NOT NULL, "
+                "meta TEXT NOT NULL, arrays BLOB NOT NULL)")
+            db.commit()
+            return db
+        except sqlite3.OperationalError as err:
+            db.close()
+            busy = "locked" in str(err) or "busy" in str(err)
+            if not busy or time.monotonic() + pause > deadline:
+                raise sqlite3.OperationalError(f"{path}: cannot open the cache: {err}") from err
+            time.sleep(pause)
+            pause = min(2 * pause, 0.5)
+
+
 class Cache:
     """Persistent key → :class:`Record` map with hit/miss counters.
 
@@ -104,13 +138,7 @@ class Cache:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / "arbench.sqlite"
-        self._db = sqlite3.connect(self.path, timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, kind TEXT NOT NULL, "
-            "meta TEXT NOT NULL, arrays BLOB NOT NULL)")
-        self._db.commit()
+        self._db = _open_database(self.path)
         self.hits = 0
         self.misses = 0
 

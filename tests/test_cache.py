@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
+import threading
 
 import numpy as np
 import pytest
@@ -43,6 +45,34 @@ def test_record_round_trip_and_persistence(tmp_path):
     np.testing.assert_array_equal(got["k1"].arrays["a"], arrays["a"])
     assert got["k1"].arrays["a"].dtype == np.float32
     assert (reopened.hits, reopened.misses) == (1, 1)
+
+
+def test_cache_opens_while_another_connection_writes_to_a_new_file(tmp_path):
+    # A write lock held on a rollback-mode file makes SQLite refuse the switch to WAL at
+    # once, busy timeout or not: what a second process sees when two open a new cache.
+    holder = sqlite3.connect(tmp_path / "arbench.sqlite", isolation_level=None,
+                             check_same_thread=False)
+    holder.execute("CREATE TABLE scratch (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO scratch VALUES (1)")
+    release = threading.Timer(0.3, holder.execute, ("COMMIT",))
+    release.start()
+    cache = Cache(tmp_path)
+    release.join()
+    assert cache._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    cache.put_many("kind", {"k": Record({}, {"x": np.arange(3)})})
+    assert cache.count() == 1
+    holder.close()
+
+
+def test_cache_that_stays_locked_fails_naming_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr("bench.cache.BUSY_TIMEOUT_S", 0.2)
+    holder = sqlite3.connect(tmp_path / "arbench.sqlite", isolation_level=None)
+    holder.execute("CREATE TABLE scratch (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    with pytest.raises(sqlite3.OperationalError, match=r"arbench\.sqlite: cannot open the cache"):
+        Cache(tmp_path)
+    holder.close()
 
 
 def test_cache_refuses_object_arrays(tmp_path):
