@@ -55,7 +55,7 @@ def measure(mode: str, passages: int, batch: int, cache_dir: str, dtype: str) ->
     ids, mask = encode(tokenizer, texts)
     before = _status_kib("VmRSS")
     with torch.inference_mode():
-        out, _ = prefill(model, ids, mask, hidden_states=mode == "all")
+        out, _ = prefill(model, ids, mask, all_hidden_states=mode == "all")
         kept = sum(1 for h in out.hidden_states if h is not None)
     return {"mode": mode, "batch": batch, "width": int(ids.shape[1]),
             "tokens": int(mask.sum()), "hidden_states_kept": kept,

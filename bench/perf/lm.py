@@ -90,13 +90,13 @@ def _backend_layers(model) -> list[int]:
     return list(default_hidden_layers(int(model.config.num_hidden_layers)))
 
 
-def prefill(model, ids: torch.Tensor, mask: torch.Tensor, hidden_states: bool | None = None):
+def prefill(model, ids: torch.Tensor, mask: torch.Tensor, all_hidden_states: bool = False):
     """One prompt pass as the backend runs it: ``(model output, position ids)``.
 
-    ``hidden_states=True`` keeps every layer's states instead of the backend's two.
+    ``all_hidden_states=True`` keeps every layer's states instead of the backend's two.
     """
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    selection = True if hidden_states else _backend_layers(model)
+    selection = True if all_hidden_states else _backend_layers(model)
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                 output_hidden_states=selection, logits_to_keep=1)
     return out, positions
@@ -160,12 +160,13 @@ def decode_steps(model, state: DecodeState, steps: int) -> None:
     row decodes ``steps`` tokens.
     """
     ones = torch.ones((state.mask.shape[0], 1), dtype=state.mask.dtype)
+    layers = _backend_layers(model)
     for _ in range(steps):
         state.mask = torch.cat([state.mask, ones], dim=1)
         state.position = state.position + 1
         out = model(input_ids=state.token[:, None], attention_mask=state.mask,
                     position_ids=state.position[:, None], past_key_values=state.cache,
-                    use_cache=True, output_hidden_states=_backend_layers(model))
+                    use_cache=True, output_hidden_states=layers)
         state.cache = out.past_key_values
         state.token = out.logits[:, -1, :].argmax(dim=-1)
 
